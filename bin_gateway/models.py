@@ -1,0 +1,112 @@
+"""The values the store hands out: states as StrEnums, rows as frozen dataclasses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class RouteKind(StrEnum):
+    """What a recipient address is for (decided at RCPT by the router)."""
+
+    POST = "post"  # a list address or the intake address
+    MODERATION = "moderation"  # moderatie+<token>@: a coordinator's decision
+    REPLY = "reply"  # reactie+<token>@: a member's reply to a bulletin
+    BOUNCE = "bounce"  # bounce+<token>@: VERP return path of a delivery
+    POSTMASTER = "postmaster"  # postmaster@, abuse@ (RFC 2142)
+
+
+class InboundState(StrEnum):
+    RECEIVED = "received"
+    PROCESSED = "processed"
+    FAILED = "failed"
+
+
+class MemberState(StrEnum):
+    ACTIVE = "active"
+    DISABLED = "disabled"
+
+
+class SubmissionState(StrEnum):
+    HELD = "held"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+
+
+class DeliveryState(StrEnum):
+    QUEUED = "queued"  # waiting for its next attempt
+    SENDING = "sending"  # claimed by the outbox; reset to queued at start-up
+    SENT = "sent"
+    FAILED = "failed"  # permanent failure or gave up
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    id: int
+    received_at: float
+    route: RouteKind
+    target: str
+    mail_from: str
+    author: str
+    auth: str
+    facts: dict[str, object]
+    raw: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    id: int
+    list_id: str
+    email: str
+    name: str
+    state: MemberState
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    id: int
+    inbound_id: int
+    list_id: str
+    agency_id: str
+    sender: str
+    subject: str
+    state: SubmissionState
+    created_at: float
+    expires_at: float
+    remind_at: float
+    reminded_at: float | None
+    decided_at: float | None
+    decided_by: str
+    reason: str
+    note: str
+
+
+@dataclass(frozen=True, slots=True)
+class Bulletin:
+    id: int
+    list_id: str
+    inbound_id: int
+    submission_id: int | None
+    sender_name: str
+    origin: str
+    note: str
+    subject: str
+    created_at: float
+    member_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    id: int
+    bulletin_id: int | None
+    outbound_id: int | None
+    member_id: int | None
+    recipient: str
+    token: str
+    state: DeliveryState
+    attempts: int
+    created_at: float
+    next_attempt_at: float
+    last_code: int
+    last_reply: str

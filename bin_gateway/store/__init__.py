@@ -1,0 +1,22 @@
+"""The one owner of SQLite: open, migrate, transaction(), a named method per query."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .base import now
+from .inbound import InboundQueries, NewInbound
+from .members import MemberQueries
+from .moderation import ModerationQueries
+from .queue import DeliveryOutcome, QueueQueries
+
+__all__ = ["DeliveryOutcome", "NewInbound", "Store", "now", "open_store"]
+
+
+class Store(InboundQueries, MemberQueries, ModerationQueries, QueueQueries):
+    """All queries of the gateway, over one writer and one reader connection."""
+
+
+async def open_store(path: Path) -> Store:
+    store: Store = await Store.open(path)
+    return store
