@@ -1,0 +1,527 @@
+"""The writer's own text of a mail: pick the best text part, cut quotes and signatures.
+
+Pure functions, used for a coordinator's decision and for a member's relayed reply::
+
+    best_text(message)      -> str                  text/plain, else text/html rendered
+    html_to_text(html)      -> str                  quotes as "> ", hidden content dropped
+    decode_bytes(b, cs)     -> str                  declared charset, UTF-8, windows-1252
+    classify_lines(text)    -> tuple[Line, ...]     each line OWN, QUOTED or SIGNATURE
+    split_own_text(text)    -> OwnText(own, quoted)
+
+CPU-bound (a 7 MB HTML part takes seconds): call it through ``asyncio.to_thread``.
+
+Quoting is recognised by form, not by content: ``>`` lines (HTML ``<blockquote>`` and
+the quote containers of Gmail and Outlook are rendered that way), attribution lines
+("Op … schreef …:", "On … wrote:", "Am … schrieb …:", "Le … a écrit :"), Outlook's
+header blocks ("Van: … Verzonden: … Onderwerp: …") and separators
+("-----Oorspronkelijk bericht-----"). Everything below an Outlook block is quoted,
+because Outlook quotes without ``>``. Unquoted lines *after* a ``>`` block are the
+writer's own (bottom-posting, interleaved answers). When in doubt a line counts as
+quoted: for the anonymiser a lost line is better than a leaked one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import unicodedata
+from dataclasses import dataclass
+from email.message import Message
+from enum import StrEnum
+from html.parser import HTMLParser
+
+__all__ = [
+    "Line",
+    "LineKind",
+    "OwnText",
+    "best_text",
+    "classify_lines",
+    "decode_bytes",
+    "html_to_text",
+    "split_own_text",
+]
+
+_MAX_DEPTH = 20  # MIME nesting we follow; deeper structures are hostile, not mail
+_ATTRIBUTION_MAX = 400  # an attribution longer than this is prose, not a quote header
+
+
+class LineKind(StrEnum):
+    OWN = "own"
+    QUOTED = "quoted"
+    SIGNATURE = "signature"
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    kind: LineKind
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class OwnText:
+    own: str
+    quoted: str
+
+
+# --- choosing and decoding the text part ----------------------------------------------
+
+
+def best_text(message: Message) -> str:
+    """The message's text: text/plain if present, else text/html as text. Never raises."""
+    try:
+        return _normalise(_part_text(message, 0))
+    except Exception:  # broken MIME must not stop the caller; an empty text is "unclear"
+        return ""
+
+
+def _part_text(part: Message, depth: int) -> str:
+    if depth > _MAX_DEPTH:
+        return ""
+    if part.is_multipart():
+        children = [c for c in part.get_payload() if isinstance(c, Message)]
+        if part.get_content_subtype() == "alternative":
+            return _best_alternative(children, depth)
+        # mixed/related/signed: the body is every inline text part, in order (Apple Mail
+        # splits text around inline images); attachments and signatures are skipped
+        texts = (_part_text(c, depth + 1) for c in children if _is_body(c))
+        return "\n".join(t for t in texts if t.strip())
+    ctype = part.get_content_type()
+    if ctype == "text/plain":
+        return _plain(part)
+    if ctype == "text/html":
+        return html_to_text(_decoded(part))
+    return ""
+
+
+def _is_body(part: Message) -> bool:
+    if part.get_content_disposition() == "attachment":
+        return False
+    return part.get_content_maintype() in ("text", "multipart")
+
+
+def _best_alternative(children: list[Message], depth: int) -> str:
+    plain = [c for c in children if c.get_content_type() == "text/plain"]
+    for child in plain:
+        text = _part_text(child, depth + 1)
+        if text.strip():  # some clients send an empty text/plain beside the real HTML
+            return text
+    for child in reversed(children):  # RFC 2046: the last alternative is the richest
+        if child.get_content_type() != "text/plain":
+            text = _part_text(child, depth + 1)
+            if text.strip():
+                return text
+    return ""
+
+
+def _decoded(part: Message) -> str:
+    try:
+        payload = part.get_payload(decode=True)
+        charset = part.get_content_charset() or ""
+    except Exception:  # a broken part is skipped; the others may still carry the text
+        return ""
+    return decode_bytes(payload, charset) if isinstance(payload, bytes) else ""
+
+
+def decode_bytes(payload: bytes, charset: str) -> str:
+    """Decode with the declared charset, else UTF-8, else windows-1252 (never raises)."""
+    declared = charset.strip().lower()
+    if declared in ("iso-8859-1", "latin-1", "latin1", "us-ascii", "ascii"):
+        # mail clients label windows-1252 (and UTF-8) as these; browsers do the same
+        declared = "utf-8" if _is_utf8(payload) else "windows-1252"
+    for candidate in (declared, "utf-8"):
+        if not candidate:
+            continue
+        try:
+            return payload.decode(candidate)
+        except (LookupError, UnicodeError, ValueError, TypeError):
+            continue
+    return payload.decode("windows-1252", errors="replace")
+
+
+def _is_utf8(payload: bytes) -> bool:
+    try:
+        payload.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _plain(part: Message) -> str:
+    text = _decoded(part).replace("\r\n", "\n").replace("\r", "\n")
+    if str(part.get_param("format", "")).lower() == "flowed":
+        delsp = str(part.get_param("delsp", "")).lower() == "yes"
+        text = _unflow(text, delsp=delsp)
+    return text
+
+
+def _unflow(text: str, *, delsp: bool) -> str:
+    """Join RFC 3676 soft line breaks so a wrapped attribution is one line again."""
+    out: list[str] = []
+    pending: tuple[int, str] | None = None
+    for raw in text.split("\n"):
+        depth = len(raw) - len(raw.lstrip(">"))
+        body = raw[depth:]
+        if body.startswith(" "):
+            body = body[1:]  # space-stuffing
+        if pending is not None and pending[0] == depth:
+            body = pending[1] + body
+        elif pending is not None:
+            out.append(_flowed_line(*pending))
+        pending = None
+        if body.endswith(" ") and body != "-- ":
+            pending = (depth, body[:-1] if delsp else body)
+        else:
+            out.append(_flowed_line(depth, body))
+    if pending is not None:
+        out.append(_flowed_line(*pending))
+    return "\n".join(out)
+
+
+def _flowed_line(depth: int, body: str) -> str:
+    return ">" * depth + (" " if depth and body else "") + body
+
+
+_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"))
+_INVISIBLE.update({0xA0: " ", 0x202F: " "})
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _normalise(text: str) -> str:
+    text = text.replace("\r\n", "\n").replace("\r", "\n").translate(_INVISIBLE)
+    text = unicodedata.normalize("NFC", _CONTROL.sub("", text))
+    return "\n".join(line.rstrip() for line in text.split("\n")).strip("\n")
+
+
+# --- rendering HTML -------------------------------------------------------------------
+
+_SKIPPED = frozenset({"head", "style", "script", "title", "template", "noscript", "xml", "svg"})
+_VOID = frozenset(
+    {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param",
+     "source", "track", "wbr"}
+)  # fmt: skip
+_BLOCK = frozenset(
+    {"address", "article", "aside", "blockquote", "dd", "div", "dl", "dt", "footer", "form",
+     "h1", "h2", "h3", "h4", "h5", "h6", "header", "li", "ol", "p", "pre", "section",
+     "table", "tr", "ul"}
+)  # fmt: skip
+# containers that hold a quoted message: Gmail, Yahoo, Thunderbird's attribution
+_QUOTE_CLASSES = frozenset({"gmail_quote", "yahoo_quoted", "moz-cite-prefix"})
+# Outlook puts the quoted message *after* these, not inside: everything below is quoted
+_QUOTE_REST_IDS = frozenset({"divrplyfwdmsg", "appendonsend", "x_divrplyfwdmsg"})
+_SIGNATURE_CLASSES = frozenset({"gmail_signature", "moz-signature"})
+_SIGNATURE_IDS = frozenset({"signature", "applemailsignature", "x_signature"})
+_HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden|mso-hide\s*:\s*all")
+_MAX_PREFIX = 8  # deeper quote levels look the same; bounds the output on hostile nesting
+
+
+@dataclass(slots=True)
+class _Element:
+    tag: str
+    skip: bool = False
+    quote: bool = False
+    pre: bool = False
+
+
+class _TextRenderer(HTMLParser):
+    """HTML -> text lines; quoted content gets "> " per level, hidden content is dropped."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.lines: list[tuple[int, str]] = []
+        self._stack: list[_Element] = []
+        self._open: dict[str, int] = {}  # open elements per tag: O(1) "is it open?"
+        self._current: list[str] = []
+        self._has_text = False
+        self._current_depth = 0
+        self._skip = 0
+        self._depth = 0
+        self._pre = 0
+        self._quote_rest = False
+        self._nbsp = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "body":
+            self._close("head")  # a <head> left open must not swallow the body
+        if self._skip:
+            if tag not in _VOID:
+                self._push(_Element(tag))
+            return
+        attr = {name: (value or "") for name, value in attrs}
+        classes = set(attr.get("class", "").lower().split())
+        ident = attr.get("id", "").lower()
+        if ident in _QUOTE_REST_IDS:
+            self._newline()
+            self._quote_rest = True
+        if tag == "br":
+            self._newline(force=True)
+        elif tag in _BLOCK or tag == "hr":
+            self._newline()
+        if tag in _VOID:
+            return
+        hidden = "hidden" in attr or bool(_HIDDEN_STYLE.search(attr.get("style", "").lower()))
+        element = _Element(
+            tag,
+            skip=tag in _SKIPPED or hidden,
+            quote=tag == "blockquote" or bool(classes & _QUOTE_CLASSES),
+            pre=tag == "pre",
+        )
+        self._push(element)
+        if classes & _SIGNATURE_CLASSES or ident in _SIGNATURE_IDS:
+            self._lines_append("-- ")  # as Gmail's own text part does: a delimiter line
+        if tag == "li":
+            self._current.append("- ")
+        elif tag in ("td", "th"):
+            self._current.append(" ")  # cells of one row stay apart on one line
+
+    def handle_endtag(self, tag: str) -> None:
+        self._close(tag)
+        if tag in _BLOCK and not self._skip:
+            self._newline()
+
+    def handle_data(self, data: str) -> None:
+        if self._skip:
+            return
+        if self._pre:
+            first, *rest = data.split("\n")
+            self._add(first)
+            for piece in rest:
+                self._newline(force=True)
+                self._add(piece)
+        else:
+            # "<p>&nbsp;</p>" is how Outlook writes an empty line: keep it as one
+            self._nbsp = self._nbsp or ("\xa0" in data and not data.strip())
+            self._add(re.sub(r"\s+", " ", data))
+
+    def _push(self, element: _Element) -> None:
+        self._stack.append(element)
+        self._open[element.tag] = self._open.get(element.tag, 0) + 1
+        if element.quote:
+            self._newline()
+            self._depth += 1
+        self._skip += element.skip
+        self._pre += element.pre
+
+    def _close(self, tag: str) -> None:
+        """Pop up to the innermost open ``tag``; an end tag nobody opened is ignored."""
+        if not self._open.get(tag):
+            return
+        while self._stack:
+            element = self._stack.pop()
+            self._open[element.tag] -= 1
+            self._skip -= element.skip
+            self._pre -= element.pre
+            if element.quote:
+                self._newline()
+                self._depth -= 1
+            if element.tag == tag:
+                return
+
+    def _add(self, text: str) -> None:
+        if not self._has_text and text.strip():
+            self._current_depth = self._level()  # a line is as deep as its first word
+            self._has_text = True
+        self._current.append(text)
+
+    def _level(self) -> int:
+        return max(self._depth, 1) if self._quote_rest else self._depth
+
+    def _newline(self, *, force: bool = False) -> None:
+        text = "".join(self._current).strip()
+        if text or force or self._nbsp:
+            self.lines.append((self._current_depth if text else self._level(), text))
+        self._current = []
+        self._has_text = self._nbsp = False
+
+    def _lines_append(self, text: str) -> None:
+        self._newline()
+        self.lines.append((self._level(), text))
+
+    def text(self) -> str:
+        self._newline()
+        out: list[str] = []
+        for depth, text in self.lines:
+            prefix = "> " * min(depth, _MAX_PREFIX)
+            line = (prefix + text).rstrip()
+            if line.strip("> ") or (out and out[-1].strip("> ")):  # one blank line at most
+                out.append(line)
+        return "\n".join(out)
+
+
+def html_to_text(source: str) -> str:
+    """Render HTML as plain text the quote and signature rules can read. Never raises."""
+    renderer = _TextRenderer()
+    # HTMLParser is lenient, but whatever text it got before a failure is still the text
+    with contextlib.suppress(Exception):
+        renderer.feed(_defuse(source))
+        renderer.close()
+    return renderer.text()
+
+
+_COMMENT = re.compile(r"<!--.*?(?:-->|\Z)", re.DOTALL)
+# a "<" that does not open a tag closed before the next "<" is text; escaping it keeps
+# Python 3.11's HTMLParser linear (it rescans the rest after each such "<": gh-135462)
+_STRAY_LT = re.compile(r"<(?![a-zA-Z/!?][^<>]*>)")
+
+
+def _defuse(source: str) -> str:
+    """Drop comments (hidden text; an unclosed one hides the rest) and escape stray "<"."""
+    return _STRAY_LT.sub("&lt;", _COMMENT.sub("", source))
+
+
+# --- recognising quotes and signatures ------------------------------------------------
+
+_INTRO = r"(?:On|Op|Am|Le|El|Il|Em|W\s+dniu|Dnia|Den|P[aå])"
+_VERB = (
+    r"(?:wrote|schreef|geschreven|schrieb|geschrieben|[ée]crit|escribi[óo]|scritto|"
+    r"escreveu|pisze|napisa[łl](?:\(a\))?|skrev|kirjoitti)"
+)
+# every pattern needs a date (a digit) or an address: "Zoals ik al schreef:" is prose
+_ATTRIBUTION = (
+    re.compile(rf"^{_INTRO}\s(?=.*\d).*\b{_VERB}\b.*:$", re.IGNORECASE),
+    re.compile(rf"^.{{0,200}}\S@\S.{{0,200}}\s{_VERB}\s?:$", re.IGNORECASE),  # X <x@y> wrote:
+    re.compile(r"^.{1,100}\son\s(?=.*\d).{1,100}\sat\s.{1,100}\swrote\s?:$", re.IGNORECASE),
+)
+_SEPARATOR = re.compile(
+    r"^[-_=*\s]*(?:original(?:e)? message|oorspronkelijk bericht|origineel bericht|"
+    r"ursprüngliche nachricht|message d'origine|forwarded message|doorgestuurd bericht|"
+    r"begin (?:forwarded|doorgestuurd) (?:message|bericht):?)[-_=*\s]*$",
+    re.IGNORECASE,
+)
+_RULE = re.compile(r"^_{10,}$")
+_HEADER_FROM = re.compile(r"^\*?(?:from|van|von|de|da)\s?:\*?\s*\S", re.IGNORECASE)
+_HEADER_DATE = re.compile(
+    r"^\*?(?:sent|date|verzonden|datum|gesendet|envoy[ée]|inviato|enviado)\s?:\*?",
+    re.IGNORECASE,
+)
+_HEADER_OTHER = re.compile(
+    r"^\*?(?:to|aan|an|[àa]|para|cc|subject|onderwerp|betreff|objet|oggetto|asunto)"
+    r"\s?:\*?",
+    re.IGNORECASE,
+)
+_SIG_DELIMITER = re.compile(r"^--\s*$")  # "-- ", often stripped to "--" on the way
+_SENT_FROM = (
+    re.compile(
+        r"^(?:sent|verzonden|verstuurd|gestuurd|envoy[ée]|enviado|inviato)\s+"
+        r"(?:from|with|via|on|vanaf|vanuit|van|met|op|de|depuis|desde|da|dal)\s+"
+        r"(?:my|mijn|mon|mi|il mio|een|an?)\s+\S[^,;:]{0,35}$",
+        re.IGNORECASE,
+    ),
+    re.compile(
+        r"^(?:sent|verzonden|verstuurd)\s+(?:from|with|via|vanaf|vanuit|met)\s+"
+        r"(?:outlook|mail|gmail|yahoo|aol|proton\s?mail|samsung|android|blackberry|ios|"
+        r"ipad|iphone|windows|ziggo|kpn|telfort|xs4all)\b[^,;:]{0,35}$",
+        re.IGNORECASE,
+    ),
+    re.compile(r"^von meine[mr]\s.{1,50}\sgesendet\.?$", re.IGNORECASE),
+    re.compile(r"^(?:get|download|haal)\s+outlook\s+(?:for|voor)\s.{1,30}$", re.IGNORECASE),
+    re.compile(r"^(?:outlook voor \S+ downloaden|t[ée]l[ée]charger outlook pour .{1,30})$", re.I),
+)
+# only when something was written above it: "Groetjes, Jan" alone is not a signature
+_VALEDICTION = re.compile(
+    r"^(?:met\s+)?(?:(?:vriendelijke|hartelijke|beste|lieve|warme)\s+)?"
+    r"(?:groet(?:en|jes)?|gr\.?|mvg|m\.v\.g\.?|kind regards|best regards|regards|best wishes|"
+    r"cheers|mit freundlichen gr[üu](?:ß|ss)en|viele gr[üu](?:ß|ss)e|cordialement|bien à vous)"
+    r"(?!\w)[,.!]?(?:\s*[,-]?\s*\S+(?:\s+\S+){0,2})?$",  # and at most a name after it
+    re.IGNORECASE,
+)
+
+
+def _is_quoted(line: str) -> bool:
+    return line.lstrip().startswith(">")
+
+
+def _is_header_block(lines: list[str], i: int) -> bool:
+    """An Outlook-style "Van: / Verzonden: / Aan: / Onderwerp:" block starts at i."""
+    if not _HEADER_FROM.match(lines[i].strip()):
+        return False
+    window = [line.strip() for line in lines[i + 1 : i + 7]]
+    return any(_HEADER_DATE.match(w) for w in window) and any(
+        _HEADER_OTHER.match(w) for w in window
+    )
+
+
+def _starts_outlook_quote(lines: list[str], i: int) -> bool:
+    stripped = lines[i].strip()
+    if _SEPARATOR.match(stripped):
+        return True
+    if _RULE.match(stripped):
+        following = _next_nonblank(lines, i + 1)
+        return following is not None and _is_header_block(lines, following)
+    return _is_header_block(lines, i)
+
+
+def _attribution_length(lines: list[str], i: int) -> int:
+    """How many lines (1-3) an attribution starting at i spans, or 0 if there is none."""
+    joined = ""
+    for n in range(3):
+        if i + n >= len(lines) or _is_quoted(lines[i + n]) or not lines[i + n].strip():
+            return 0
+        joined = f"{joined} {lines[i + n].strip()}".strip()
+        if len(joined) > _ATTRIBUTION_MAX:
+            return 0
+        if joined.endswith(":") and any(p.match(joined) for p in _ATTRIBUTION):
+            return n + 1
+        if n == 0 and not re.match(rf"^{_INTRO}\s", joined, re.IGNORECASE):
+            return 0  # only a dated intro ("Op di 3 nov. …") may wrap onto more lines
+    return 0
+
+
+def _next_nonblank(lines: list[str], start: int) -> int | None:
+    """The next non-blank line within a few lines (bounded: no quadratic scans)."""
+    return next((j for j in range(start, min(start + 4, len(lines))) if lines[j].strip()), None)
+
+
+def _is_signature_start(line: str, *, has_own_text: bool) -> bool:
+    stripped = line.strip()
+    if len(stripped) > 100:
+        return False
+    if _SIG_DELIMITER.match(stripped) or any(p.match(stripped) for p in _SENT_FROM):
+        return True
+    return has_own_text and _VALEDICTION.match(stripped) is not None
+
+
+def classify_lines(text: str) -> tuple[Line, ...]:
+    """Label every line of ``text`` as the writer's own, quoted, or signature."""
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    kinds: list[LineKind] = []
+    in_signature = has_own = False
+    while len(kinds) < len(lines):
+        i = len(kinds)
+        if _is_quoted(lines[i]):
+            kinds.append(LineKind.QUOTED)
+            in_signature = False
+        elif _starts_outlook_quote(lines, i):
+            break  # Outlook quotes without ">": the rest is quoted
+        elif span := _attribution_length(lines, i):
+            following = _next_nonblank(lines, i + span)
+            if following is None or not _is_quoted(lines[following]):
+                break  # an attribution not followed by ">" lines: the rest is the quote
+            kinds.extend([LineKind.QUOTED] * span)
+            in_signature = False
+        elif in_signature or _is_signature_start(lines[i], has_own_text=has_own):
+            kinds.append(LineKind.SIGNATURE)
+            in_signature = True
+        else:
+            kinds.append(LineKind.OWN)
+            has_own = has_own or bool(lines[i].strip())
+    kinds.extend([LineKind.QUOTED] * (len(lines) - len(kinds)))
+    return tuple(Line(kind, line) for kind, line in zip(kinds, lines, strict=True))
+
+
+def split_own_text(text: str) -> OwnText:
+    """Split ``text`` into what the writer wrote and what they quoted (signature dropped)."""
+    classified = classify_lines(text)
+    own = [line.text for line in classified if line.kind is LineKind.OWN]
+    quoted = [line.text for line in classified if line.kind is LineKind.QUOTED]
+    return OwnText(own=_tidy(own), quoted=_tidy(quoted))
+
+
+def _tidy(lines: list[str]) -> str:
+    """Join lines, trim blank edges and squeeze runs of blank lines to one."""
+    out: list[str] = []
+    for line in lines:
+        if line.strip() or (out and out[-1].strip()):
+            out.append(line.rstrip())
+    return "\n".join(out).strip("\n")
