@@ -1,0 +1,103 @@
+"""Recipient address -> Route, decided at RCPT time.
+
+Everything that is not plainly ``local@<our domain>`` is refused as relaying
+(``550 5.7.1``): source routes, ``%`` and ``!`` hacks, quoted local parts and several
+``@``. Local parts are compared case-insensitively. Token addresses are looked up so
+an unknown, altered or expired token is refused before the sender sends any data.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from . import replies
+from .config import Config
+from .models import RouteKind, SubmissionState
+from .replies import SmtpReply
+from .store import Store
+from .tokens import is_delivery_token, is_moderation_token, token_hash
+
+MODERATION_PREFIX = "moderatie"
+REPLY_PREFIX = "reactie"
+BOUNCE_PREFIX = "bounce"
+POSTMASTER_NAMES = ("postmaster", "abuse")
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    kind: RouteKind
+    target: str  # POST: a list id, or "" for the intake; MODERATION: submission id; ...
+
+    def joins(self, other: Route) -> bool:
+        """Whether ``other`` may share one SMTP transaction with this route."""
+        if self.kind is RouteKind.POST:
+            return other.kind is RouteKind.POST
+        return other == self
+
+
+def split_local_address(address: str, domain: str) -> str | SmtpReply:
+    """The lower-cased local part of an address in ``domain``, or the refusal."""
+    if address in ("", "<>"):
+        return replies.UNKNOWN_RECIPIENT
+    if address.startswith(("@", '"')) or address.count("@") != 1:
+        return replies.RELAY_DENIED  # source route, quoted local part, several '@'
+    local, _, host = address.rpartition("@")
+    if host.lower().rstrip(".") != domain or "%" in local or "!" in local:
+        return replies.RELAY_DENIED
+    if not local or any(c.isspace() or ord(c) < 0x21 for c in local):
+        return replies.UNKNOWN_RECIPIENT
+    return local.lower()
+
+
+class Router:
+    def __init__(self, config: Config, store: Store) -> None:
+        self._config = config
+        self._store = store
+
+    async def route(self, address: str) -> Route | SmtpReply:
+        """Where mail for ``address`` goes, or the reply refusing it."""
+        local = split_local_address(address, self._config.gateway.domain)
+        if isinstance(local, SmtpReply):
+            return local
+        if local in POSTMASTER_NAMES:
+            return Route(RouteKind.POSTMASTER, local)
+        if local == self._config.gateway.intake:
+            return Route(RouteKind.POST, "")
+        if self._config.list_by_id(local) is not None:
+            return Route(RouteKind.POST, local)
+        prefix, plus, token = local.partition("+")
+        if not plus:
+            return replies.UNKNOWN_RECIPIENT
+        if prefix == MODERATION_PREFIX:
+            return await self._moderation(token)
+        if prefix in (REPLY_PREFIX, BOUNCE_PREFIX):
+            return await self._delivery(prefix, token)
+        return replies.UNKNOWN_RECIPIENT
+
+    async def _moderation(self, token: str) -> Route | SmtpReply:
+        if not is_moderation_token(token):
+            return replies.UNKNOWN_RECIPIENT
+        held = await self._store.submission_by_token_hash(token_hash(token))
+        if held is None:
+            return replies.UNKNOWN_RECIPIENT
+        expired = held.state is SubmissionState.EXPIRED or (
+            held.state is SubmissionState.HELD and held.expires_at <= time.time()
+        )
+        if expired:
+            return replies.EXPIRED_TOKEN
+        # Decided items still route: the coordinator is told "already decided by ...".
+        return Route(RouteKind.MODERATION, str(held.id))
+
+    async def _delivery(self, prefix: str, token: str) -> Route | SmtpReply:
+        if not is_delivery_token(token):
+            return replies.UNKNOWN_RECIPIENT
+        delivery = await self._store.delivery_by_token(token)
+        if delivery is None:
+            return replies.UNKNOWN_RECIPIENT
+        if prefix == BOUNCE_PREFIX:
+            return Route(RouteKind.BOUNCE, str(delivery.id))
+        if delivery.bulletin_id is None:
+            return replies.UNKNOWN_RECIPIENT  # our notices carry no reply address
+        # Relaying members' replies is issue #3; until then say so plainly.
+        return replies.REPLIES_NOT_ENABLED

@@ -1,0 +1,192 @@
+"""The SMTP side: aiosmtpd hooks that route at RCPT and judge at DATA.
+
+Nothing gets ``250`` before the message is committed to the store. A rejected
+message is refused inside the transaction, so the sender's own MTA tells the sender
+and we never send backscatter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.errors
+import ssl
+import time
+from collections.abc import Callable
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from typing import Any, AnyStr
+
+import structlog
+from aiosmtpd.smtp import SMTP
+
+from . import replies
+from .config import Config
+from .models import RouteKind
+from .pipeline import Outcome, Session, Verdict, run_stages
+from .replies import SmtpReply
+from .router import Route, Router
+from .stages import SessionStages, message_id_of
+from .store import NewInbound, Store
+
+log = structlog.get_logger("bin_gateway.smtp")
+
+MAX_RECIPIENTS = 50
+SESSION_TIMEOUT = 300.0  # idle seconds before aiosmtpd drops a client
+STAGES_TIMEOUT = 120.0  # all checks of one message, DNS included
+# Faults of the message itself (not ours): the answer is 554, not 451.
+_MESSAGE_FAULTS = (
+    email.errors.MessageError, ValueError, TypeError, LookupError, UnicodeError, IndexError
+)
+_EVENTS = {
+    Outcome.ACCEPT: "message.accepted",
+    Outcome.DISCARD: "message.discarded",
+    Outcome.REJECT: "message.rejected",
+    Outcome.DEFER: "message.deferred",
+    Outcome.CONTINUE: "message.accepted",  # not reachable: run_stages never returns it
+}
+# aiosmtpd's own size replies carry no enhanced status code; ours do (RFC 3463).
+_REWRITES = {
+    "552 Error: Too much mail data": str(replies.MESSAGE_TOO_BIG),
+}
+
+
+class GatewaySMTP(SMTP):
+    async def push(self, status: AnyStr) -> None:
+        if isinstance(status, str):
+            if status.startswith("552 Error: message size exceeds"):
+                status = str(replies.MESSAGE_TOO_BIG)
+            status = _REWRITES.get(status, status)
+        await super().push(status)
+
+
+class GatewayHandler:
+    """aiosmtpd handler: ``handle_RCPT`` routes, ``handle_DATA`` runs the stages."""
+
+    def __init__(
+        self, config: Config, store: Store, router: Router, stages: SessionStages,
+        on_accepted: Callable[[], None],
+    ) -> None:
+        self._config = config
+        self._store = store
+        self._router = router
+        self._stages = stages
+        self._on_accepted = on_accepted
+        self.in_flight = 0  # DATA commands being judged or stored (drained at shutdown)
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
+        routes: list[Route] = getattr(envelope, "routes", [])
+        if len(routes) >= MAX_RECIPIENTS:
+            return str(replies.TOO_MANY_RECIPIENTS)
+        found = await self._router.route(address)
+        if isinstance(found, SmtpReply):
+            log.info("recipient.refused", reply=found.code, peer=_peer(session))
+            return str(found)
+        if routes and not routes[0].joins(found):
+            return str(replies.OTHER_ROUTE)
+        envelope.routes = [*routes, found]
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return str(replies.OK_RECIPIENT)
+
+    async def handle_DATA(
+        self, server: Any, session: Any, envelope: Any
+    ) -> str:
+        self.in_flight += 1
+        self._idle.clear()
+        try:
+            return await self._judge_and_store(session, envelope)
+        finally:
+            self.in_flight -= 1
+            if not self.in_flight:
+                self._idle.set()
+
+    async def drained(self) -> None:
+        """Return once no DATA command is being judged or stored."""
+        await self._idle.wait()
+
+    async def handle_exception(self, error: Exception) -> str:
+        # Never aiosmtpd's "500 Error: (Class) text": it leaks internals and makes
+        # senders give up on mail we could take a minute later.
+        log.error("smtp.failed", error=repr(error), exc_info=error)
+        return str(replies.LOCAL_ERROR)
+
+    async def _judge_and_store(self, session: Any, envelope: Any) -> str:
+        started = time.monotonic()
+        routes: list[Route] = envelope.routes
+        kind = routes[0].kind
+        raw: bytes = envelope.original_content
+        fields: dict[str, object] = {
+            "route": kind.value, "targets": [r.target for r in routes],
+            "peer": _peer(session), "size": len(raw),
+        }
+        try:
+            message = BytesParser(policy=policy.default).parsebytes(raw)
+            assert isinstance(message, EmailMessage)
+            facts = Session(
+                mail_from=envelope.mail_from or "", rcpt_tos=list(envelope.rcpt_tos),
+                targets=_unique(r.target for r in routes), client_ip=_peer(session),
+                helo=session.host_name or "", raw=raw, message=message,
+            )
+            async with asyncio.timeout(STAGES_TIMEOUT):
+                verdict = await run_stages(facts, self._stages.for_route(kind))
+        except TimeoutError:
+            verdict = Verdict(Outcome.DEFER, replies.DNS_TEMPFAIL, "checks timed out")
+        except _MESSAGE_FAULTS as exc:
+            verdict = Verdict(Outcome.REJECT, replies.MALFORMED, f"unparseable: {exc!r}")
+        fields |= {"outcome": verdict.outcome.value, "reason": verdict.reason}
+        if verdict.outcome is Outcome.ACCEPT:
+            inbound_id = await self._store_message(kind, facts)
+            fields["inbound_id"] = inbound_id
+            self._on_accepted()
+        if verdict.outcome in (Outcome.ACCEPT, Outcome.DISCARD):
+            fields |= {"stages": facts.passed, "auth": facts.auth}
+        fields["ms"] = round((time.monotonic() - started) * 1000, 1)
+        log.info(_EVENTS[verdict.outcome], **fields)
+        if verdict.reply is not None:
+            return str(verdict.reply)
+        return str(replies.OK_QUEUED)
+
+    async def _store_message(self, kind: RouteKind, facts: Session) -> int:
+        author = facts.author.address.lower() if facts.author is not None else ""
+        return await self._store.add_inbound(NewInbound(
+            route=kind, target=",".join(facts.targets), mail_from=facts.mail_from,
+            rcpt_tos=facts.rcpt_tos, client_ip=facts.client_ip, helo=facts.helo,
+            raw=facts.raw, author=author, auth=facts.auth,
+            message_id=message_id_of(facts) if facts.author is not None else "",
+            facts={**facts.facts, "author_name": facts.author.display_name if facts.author else ""},
+        ))
+
+
+def make_smtp_factory(
+    config: Config, handler: GatewayHandler, tls_context: ssl.SSLContext | None
+) -> Callable[[], GatewaySMTP]:
+    def factory() -> GatewaySMTP:
+        return GatewaySMTP(
+            handler,
+            hostname=config.gateway.hostname,
+            ident="bin-gateway",
+            data_size_limit=config.gateway.max_message_size,
+            enable_SMTPUTF8=True,
+            decode_data=False,
+            tls_context=tls_context,
+            require_starttls=False,
+            timeout=SESSION_TIMEOUT,
+            command_call_limit=100,
+        )
+    return factory
+
+
+def _peer(session: Any) -> str:
+    peer = getattr(session, "peer", None)
+    if isinstance(peer, tuple) and peer:
+        return str(peer[0])
+    return str(peer or "")
+
+
+def _unique(items: Any) -> list[str]:
+    return list(dict.fromkeys(items))
