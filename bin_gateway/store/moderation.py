@@ -6,11 +6,10 @@ Methods that take ``db`` run inside the caller's transaction, so one processing 
 
 from __future__ import annotations
 
-import secrets
-
 import aiosqlite
 
 from ..models import Bulletin, MemberState, Submission, SubmissionState
+from ..tokens import new_delivery_token
 from .base import StoreBase, now
 
 
@@ -53,11 +52,29 @@ class ModerationQueries(StoreBase):
         row = await self.read_one("SELECT * FROM submissions WHERE id = ?", (submission_id,))
         return _submission(row) if row else None
 
+    @staticmethod
+    async def submission_in(db: aiosqlite.Connection, submission_id: int) -> Submission:
+        """A row inside the caller's write transaction (it may not be committed yet)."""
+        async with db.execute("SELECT * FROM submissions WHERE id = ?", (submission_id,)) as c:
+            row = await c.fetchone()
+        if row is None:
+            raise LookupError(f"no submission {submission_id}")
+        return _submission(row)
+
     async def submission_by_token_hash(self, token_hash: str) -> Submission | None:
         row = await self.read_one(
-            "SELECT * FROM submissions WHERE token_hash = ?", (token_hash,)
+            "SELECT * FROM submissions WHERE token_hash = ? OR id ="
+            " (SELECT submission_id FROM moderation_tokens WHERE token_hash = ?)",
+            (token_hash, token_hash),
         )
         return _submission(row) if row else None
+
+    @staticmethod
+    async def add_token(db: aiosqlite.Connection, submission_id: int, token_hash: str) -> None:
+        await db.execute(
+            "INSERT INTO moderation_tokens (token_hash, submission_id) VALUES (?, ?)",
+            (token_hash, submission_id),
+        )
 
     async def submissions(self, state: SubmissionState | None = None) -> list[Submission]:
         if state is None:
@@ -132,12 +149,19 @@ class ModerationQueries(StoreBase):
         await db.executemany(
             "INSERT INTO deliveries (bulletin_id, member_id, recipient, token, created_at,"
             " next_attempt_at) VALUES (?,?,?,?,?,?)",
-            [(bulletin_id, m["id"], m["email"], secrets.token_hex(12), at, at) for m in members],
+            [(bulletin_id, m["id"], m["email"], new_delivery_token(), at, at) for m in members],
         )
         await db.execute(
             "UPDATE bulletins SET member_count = ? WHERE id = ?", (len(members), bulletin_id)
         )
         return bulletin_id, len(members)
+
+    @staticmethod
+    async def bulletin_exists(db: aiosqlite.Connection, inbound_id: int, list_id: str) -> bool:
+        async with db.execute(
+            "SELECT 1 FROM bulletins WHERE inbound_id = ? AND list_id = ?", (inbound_id, list_id)
+        ) as cursor:
+            return await cursor.fetchone() is not None
 
     async def bulletin(self, bulletin_id: int) -> Bulletin | None:
         row = await self.read_one("SELECT * FROM bulletins WHERE id = ?", (bulletin_id,))

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 
 import aiosqlite
 
 from ..models import Delivery, DeliveryState
+from ..tokens import new_delivery_token
 from .base import StoreBase, now
 
 
@@ -50,7 +50,7 @@ class QueueQueries(StoreBase):
         await db.executemany(
             "INSERT INTO deliveries (outbound_id, recipient, token, created_at, next_attempt_at)"
             " VALUES (?,?,?,?,?)",
-            [(cursor.lastrowid, r, secrets.token_hex(12), at, at) for r in recipients],
+            [(cursor.lastrowid, r, new_delivery_token(), at, at) for r in recipients],
         )
         return True
 

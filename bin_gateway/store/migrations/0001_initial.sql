@@ -54,6 +54,12 @@ CREATE TABLE submissions (
 );
 CREATE INDEX submissions_state ON submissions(state, expires_at);
 
+-- Further tokens of a held item (the reminder carries a fresh one): SHA-256 only.
+CREATE TABLE moderation_tokens (
+    token_hash     TEXT    PRIMARY KEY,
+    submission_id  INTEGER NOT NULL REFERENCES submissions(id)
+);
+
 CREATE TABLE bulletins (
     id             INTEGER PRIMARY KEY,
     list_id        TEXT    NOT NULL,

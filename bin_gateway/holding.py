@@ -1,0 +1,158 @@
+"""F1: agency mail held for approval, one item per list; reminders and expiry.
+
+Everything for one inbound message (the held items, the moderation mails, the inbound
+row marked processed) commits in one transaction, so a crash either did all or none.
+"""
+
+from __future__ import annotations
+
+import time
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+
+import structlog
+
+from .config import Config, MailingList
+from .mailtext import best_text
+from .models import Inbound, InboundState, Submission, SubmissionState
+from .notices import DECISION_WORDS, Notice, NoticeWriter, local_time
+from .store import Store
+from .tokens import new_moderation_token, token_hash
+
+log = structlog.get_logger("bin_gateway.holding")
+
+MODERATION_LOCAL = "moderatie"
+_MAX_QUOTED_TEXT = 20_000  # characters of the original shown inline; the .eml has it all
+
+
+def parse(raw: bytes) -> EmailMessage:
+    message = BytesParser(policy=policy.default).parsebytes(raw)
+    assert isinstance(message, EmailMessage)
+    return message
+
+
+def subject_of(message: EmailMessage) -> str:
+    try:
+        return " ".join(str(message.get("Subject", "")).split())[:200] or "(geen onderwerp)"
+    except (ValueError, TypeError, LookupError):
+        return "(geen onderwerp)"
+
+
+def attachment_names(message: EmailMessage) -> str:
+    try:
+        names = [part.get_filename() or part.get_content_type()
+                 for part in message.iter_attachments()]
+    except (ValueError, TypeError, LookupError, AttributeError):
+        names = []
+    return ", ".join(" ".join(str(n).split()) for n in names) or "-"
+
+
+class Holding:
+    def __init__(self, config: Config, store: Store, writer: NoticeWriter) -> None:
+        self._config = config
+        self._store = store
+        self._writer = writer
+
+    def _language(self, lst: MailingList) -> str:
+        return lst.language or self._config.gateway.language
+
+    async def hold(self, item: Inbound, list_ids: list[str]) -> list[int]:
+        """Create the held items and ask each list's coordinators; returns submission ids."""
+        message = parse(item.raw)
+        subject = subject_of(message)
+        agency_id = str(item.facts.get("agency", ""))
+        moderation = self._config.moderation
+        now = time.time()
+        counts = {i: await self._store.active_member_count(i) for i in list_ids}
+        created: list[int] = []
+        async with self._store.transaction() as db:
+            for list_id in list_ids:
+                lst = self._config.list_by_id(list_id)
+                if lst is None:
+                    continue  # the list left the config since the mail arrived
+                token = new_moderation_token()
+                submission_id = await Store.create_submission(
+                    db, inbound_id=item.id, list_id=list_id, agency_id=agency_id,
+                    sender=item.author, subject=subject, token_hash=token_hash(token),
+                    expires_at=now + moderation.expire_after.total_seconds(),
+                    remind_at=now + moderation.remind_after.total_seconds(),
+                )
+                if submission_id is None:
+                    continue
+                created.append(submission_id)
+                held = await Store.submission_in(db, submission_id)
+                for notice in self.requests(held, lst, message, item, counts[list_id], token):
+                    await self._writer.queue(
+                        db, notice, kind="moderation_request",
+                        source_key=f"moderation-request:{submission_id}",
+                    )
+            await Store.finish_inbound(db, item.id, InboundState.PROCESSED)
+        for submission_id in created:
+            log.info("held.created", submission_id=submission_id, inbound_id=item.id)
+        return created
+
+    def requests(
+        self, held: Submission, lst: MailingList, message: EmailMessage, item: Inbound,
+        member_count: int, token: str, *, text: str = "moderation_request",
+    ) -> list[Notice]:
+        language = self._language(lst)
+        agency = next((a for a in self._config.agencies if a.id == held.agency_id), None)
+        agency_name = agency.name if agency else held.sender
+        fields: dict[str, object] = {
+            "agency_name": agency_name, "sender_address": held.sender,
+            "subject": held.subject, "list_name": lst.name, "member_count": member_count,
+            "expires": local_time(held.expires_at, language),
+            "attachments": attachment_names(message),
+            "original_text": best_text(message)[:_MAX_QUOTED_TEXT],
+        }
+        return [
+            Notice(
+                to=coordinator, text=text, language=language, fields=fields,
+                from_name=f"{lst.name} moderatie", from_local=f"{MODERATION_LOCAL}+{token}",
+                reply_to=(f"{MODERATION_LOCAL}+{token}@{self._config.gateway.domain}",),
+                attachment=item.raw,
+            )
+            for coordinator in lst.coordinators
+        ]
+
+    async def remind(self, held: Submission) -> None:
+        """Send the 24-hour reminder (a fresh token: the request's stays valid too)."""
+        lst = self._config.list_by_id(held.list_id)
+        item = await self._store.inbound(held.inbound_id)
+        if lst is None or item is None:
+            return
+        token = new_moderation_token()
+        count = await self._store.active_member_count(held.list_id)
+        notices = self.requests(held, lst, parse(item.raw), item, count, token,
+                                text="moderation_reminder")
+        async with self._store.transaction() as db:
+            if not await Store.mark_reminded(db, held.id):
+                return
+            await Store.add_token(db, held.id, token_hash(token))
+            for notice in notices:
+                await self._writer.queue(db, notice, kind="moderation_reminder",
+                                         source_key=f"moderation-reminder:{held.id}")
+        log.info("held.reminded", submission_id=held.id)
+
+    async def expire(self, held: Submission) -> None:
+        lst = self._config.list_by_id(held.list_id)
+        language = self._language(lst) if lst else self._config.gateway.language
+        async with self._store.transaction() as db:
+            changed = await Store.decide_submission(
+                db, held.id, SubmissionState.EXPIRED, decided_by="",
+                reason=DECISION_WORDS[language]["expired"],
+            )
+            if not changed:
+                return
+            days = round(self._config.moderation.expire_after.total_seconds() / 86400, 1)
+            notice = Notice(
+                to=held.sender, text="outcome_expired", language=language,
+                fields={"subject": held.subject, "list_name": lst.name if lst else held.list_id,
+                        "days": f"{days:g}"},
+                from_name=lst.name if lst else "BIN", from_local="postmaster",
+                reply_to=lst.coordinators if lst else (),
+            )
+            await self._writer.queue(db, notice, kind="outcome",
+                                     source_key=f"outcome-expired:{held.id}")
+        log.info("held.expired", submission_id=held.id)

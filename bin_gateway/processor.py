@@ -1,0 +1,144 @@
+"""Phase 2: the worker over accepted messages. Each step commits before the next.
+
+It wakes when the SMTP side stores a message (and every few seconds regardless), takes
+the received rows in order and hands each to its route's handler. A crash between two
+steps leaves the row 'received', and the handlers are safe to repeat (UNIQUE keys).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import Callable
+
+import structlog
+
+from .approval import Approval
+from .config import Config
+from .holding import Holding, parse, subject_of
+from .models import Inbound, InboundState, RouteKind
+from .notices import Notice, NoticeWriter
+from .store import Store
+
+log = structlog.get_logger("bin_gateway.processor")
+
+IDLE_POLL = 5.0
+_DSN_STATUS = re.compile(rb"^Status:\s*([245])\.(\d{1,3})\.(\d{1,3})", re.MULTILINE | re.IGNORECASE)
+
+
+class Processor:
+    def __init__(
+        self, config: Config, store: Store, writer: NoticeWriter, wake_outbox: Callable[[], None]
+    ) -> None:
+        self._config = config
+        self._store = store
+        self._writer = writer
+        self._wake_outbox = wake_outbox
+        self.holding = Holding(config, store, writer)
+        self.approval = Approval(config, store, writer)
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Work until cancelled."""
+        while True:
+            self._wake.clear()
+            await self.process_pending()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), IDLE_POLL)
+
+    async def process_pending(self) -> int:
+        done = 0
+        while batch := await self._store.pending_inbound(limit=20):
+            for item in batch:
+                await self._process_one(item)
+                done += 1
+            self._wake_outbox()
+        return done
+
+    async def _process_one(self, item: Inbound) -> None:
+        try:
+            if item.route is RouteKind.POST:
+                await self._post(item)
+            elif item.route is RouteKind.MODERATION:
+                await self.approval.handle_reply(item)
+            elif item.route is RouteKind.BOUNCE:
+                await self._bounce(item)
+            elif item.route is RouteKind.POSTMASTER:
+                await self._postmaster(item)
+            else:
+                await self._finish(item, InboundState.FAILED, f"no handler for {item.route}")
+        except Exception as exc:
+            # Kept, not lost: the row stays in the store, marked, for the admin to see.
+            log.exception("inbound.failed", inbound_id=item.id, route=item.route.value)
+            await self._finish(item, InboundState.FAILED, repr(exc)[:500])
+
+    async def _post(self, item: Inbound) -> None:
+        posts = item.facts.get("posts", {})
+        assert isinstance(posts, dict)
+        held = [list_id for list_id, role in posts.items() if role == "agency"]
+        direct = [list_id for list_id, role in posts.items() if role == "coordinator"]
+        if direct:
+            await self._publish_direct(item, direct)
+        if held:
+            await self.holding.hold(item, held)
+        else:
+            await self._finish(item, InboundState.PROCESSED)
+
+    async def _publish_direct(self, item: Inbound, list_ids: list[str]) -> None:
+        """A coordinator's own post: no holding; the coordinator is told it went out."""
+        subject = subject_of(parse(item.raw))
+        name = str(item.facts.get("author_name", "")) or item.author
+        async with self._store.transaction() as db:
+            for list_id in list_ids:
+                lst = self._config.list_by_id(list_id)
+                if lst is None or await Store.bulletin_exists(db, item.id, list_id):
+                    continue
+                bulletin_id, count = await Store.create_bulletin(
+                    db, list_id=list_id, inbound_id=item.id, submission_id=None,
+                    sender_name=name, origin=item.author, note="", subject=subject,
+                )
+                notice = Notice(
+                    to=item.author, text="post_confirmed",
+                    language=lst.language or self._config.gateway.language,
+                    fields={"subject": subject, "list_name": lst.name, "member_count": count},
+                    from_name=lst.name, from_local="postmaster",
+                )
+                await self._writer.queue(db, notice, kind="confirmation",
+                                         source_key=f"post-confirmed:{bulletin_id}")
+                log.info("bulletin.published", bulletin_id=bulletin_id, list_id=list_id,
+                         members=count, origin="coordinator")
+
+    async def _bounce(self, item: Inbound) -> None:
+        match = _DSN_STATUS.search(item.raw)
+        permanent = match is not None and match.group(1) == b"5"
+        detail = match.group(0).decode("ascii", "replace") if match else "no DSN status found"
+        async with self._store.transaction() as db:
+            await Store.record_bounce(db, delivery_id=int(item.target), inbound_id=item.id,
+                                      permanent=permanent, detail=detail)
+            await Store.finish_inbound(db, item.id, InboundState.PROCESSED)
+        log.info("bounce.recorded", delivery_id=int(item.target), permanent=permanent)
+
+    async def _postmaster(self, item: Inbound) -> None:
+        """RFC 2142: postmaster@ and abuse@ reach the admin, the original attached."""
+        subject = subject_of(parse(item.raw))
+        language = self._config.gateway.language
+        notice = Notice(
+            to=self._config.gateway.admin, text="postmaster_forward", language=language,
+            fields={"address": f"{item.target}@{self._config.gateway.domain}",
+                    "mail_from": item.mail_from or "<>", "subject": subject},
+            from_name="bin-gateway", from_local="postmaster",
+            attachment=item.raw,
+        )
+        async with self._store.transaction() as db:
+            await self._writer.queue(db, notice, kind="postmaster",
+                                     source_key=f"postmaster:{item.id}")
+            await Store.finish_inbound(db, item.id, InboundState.PROCESSED)
+        log.info("postmaster.forwarded", inbound_id=item.id)
+
+    async def _finish(self, item: Inbound, state: InboundState, error: str = "") -> None:
+        async with self._store.transaction() as db:
+            await Store.finish_inbound(db, item.id, state, error)

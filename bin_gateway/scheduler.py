@@ -1,0 +1,43 @@
+"""Timed work on held items: the reminder after ``remind_after``, expiry after ``expire_after``."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import structlog
+
+from .config import Config
+from .holding import Holding
+from .store import Store
+
+log = structlog.get_logger("bin_gateway.scheduler")
+
+MAX_INTERVAL = 30.0
+
+
+class Scheduler:
+    def __init__(self, config: Config, store: Store, holding: Holding) -> None:
+        self._store = store
+        self._holding = holding
+        moderation = config.moderation
+        shortest = min(moderation.remind_after, moderation.expire_after).total_seconds()
+        # Check often enough that a short test setting still fires on time.
+        self._interval = max(0.1, min(MAX_INTERVAL, shortest / 4))
+
+    async def run(self) -> None:
+        while True:
+            await self.tick()
+            await asyncio.sleep(self._interval)
+
+    async def tick(self) -> int:
+        """Send due reminders and expire due items; returns how many were handled."""
+        now = time.time()
+        done = 0
+        for held in await self._store.due_expiries(now):
+            await self._holding.expire(held)
+            done += 1
+        for held in await self._store.due_reminders(now):
+            await self._holding.remind(held)
+            done += 1
+        return done
