@@ -161,6 +161,7 @@ class DeliverySettings:
     password_file: Path | None
     connections: int
     give_up_after: timedelta
+    retry_after: timedelta  # the first retry; each next one waits twice as long (max 2h)
     maildir: Path
 
 
@@ -349,7 +350,9 @@ def _host_name(text: str, *, fqdn: bool = True) -> str:
     return name
 
 
-def parse_host_port(text: str, default_port: int, *, ip_only: bool = False) -> HostPort:
+def parse_host_port(
+    text: str, default_port: int, *, ip_only: bool = False, any_port: bool = False
+) -> HostPort:
     """``"127.0.0.1:25"``, ``"[::1]:25"``, ``"::1"``, ``"mail.example.nl"`` (default port)."""
     bad = ValueError(f'{quoted(text)} is not host:port (e.g. "127.0.0.1:25" or "[::1]:25")')
     text = text.strip()
@@ -373,7 +376,8 @@ def parse_host_port(text: str, default_port: int, *, ip_only: bool = False) -> H
             raise ValueError(message) from None
         host = _host_name(host, fqdn=False)
     port = default_port if port_text is None else int(port_text)
-    if not 1 <= port <= 65535:
+    # Port 0 ("any free port") only where we listen: tests and the demo use it.
+    if not (0 if any_port else 1) <= port <= 65535:
         raise ValueError(f"port {port} is outside 1..65535")
     return HostPort(host, port)
 
@@ -611,7 +615,8 @@ def _read_gateway(t: _Table) -> GatewaySettings:
         domain=domain,
         hostname=t.parsed("hostname", _host_name, None, ""),
         listen=t.parsed_list(
-            "listen", lambda s: parse_host_port(s, 25), ("0.0.0.0:25",), nonempty=True
+            "listen", lambda s: parse_host_port(s, 25, any_port=True), ("0.0.0.0:25",),
+            nonempty=True,
         ),
         data_dir=t.parsed("data_dir", data_dir, "/var/lib/bin-gateway", Path()),
         intake=t.parsed("intake", _intake, "agency", ""),
@@ -688,6 +693,7 @@ def _read_delivery(t: _Table, gateway: GatewaySettings) -> DeliverySettings:
         password_file=t.parsed("password_file", lambda s: password(s) if s else None, "", None),
         connections=t.integer("connections", 8, 1, 100),
         give_up_after=t.parsed("give_up_after", _positive(parse_duration), "4d", timedelta(days=4)),
+        retry_after=t.parsed("retry_after", _positive(parse_duration), "5m", timedelta(minutes=5)),
         maildir=t.parsed(
             "maildir",
             _file_path(t.base, must_exist=False),
@@ -705,7 +711,8 @@ def _read_delivery(t: _Table, gateway: GatewaySettings) -> DeliverySettings:
 def _read_http(t: _Table) -> HttpSettings:
     return HttpSettings(
         listen=t.parsed(
-            "listen", lambda s: parse_host_port(s, 8025), "127.0.0.1:8025", HostPort("", 0)
+            "listen", lambda s: parse_host_port(s, 8025, any_port=True), "127.0.0.1:8025",
+            HostPort("", 0),
         ),
         public_url=t.parsed("public_url", _public_url, None, ""),
     )

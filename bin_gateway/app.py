@@ -1,0 +1,146 @@
+"""Build the gateway from its config; start, drain, stop.
+
+The SMTP listeners and the three workers (processor, scheduler, outbox) share one
+event loop. SIGTERM and SIGINT stop intake first, let in-flight SMTP transactions and
+deliveries finish (bounded by ``DRAIN_SECONDS``), then close the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import ssl
+
+import structlog
+
+from .auth.dns import make_resolver
+from .config import Config, DeliveryMode
+from .notices import NoticeWriter
+from .outbox import Outbox
+from .processor import Processor
+from .router import Router
+from .scheduler import Scheduler
+from .services import Services, open_services
+from .smarthost import SmarthostPool
+from .smtp_server import GatewayHandler, make_smtp_factory
+from .stages import SessionStages
+from .transport import Transport
+
+log = structlog.get_logger("bin_gateway.app")
+
+DRAIN_SECONDS = 25.0
+
+
+def make_transport(config: Config) -> Transport:
+    delivery = config.delivery
+    if delivery.mode is DeliveryMode.MAILDIR:
+        from .maildir import MaildirTransport
+
+        return MaildirTransport(delivery.maildir)
+    password = ""
+    if delivery.password_file is not None:
+        password = delivery.password_file.read_text("utf-8").strip()
+    return SmarthostPool(
+        delivery.smarthost.host, delivery.smarthost.port,
+        connections=delivery.connections, starttls=delivery.starttls.value,
+        username=delivery.username, password=password,
+        helo_name=config.gateway.hostname,
+    )
+
+
+def make_tls_context(config: Config) -> ssl.SSLContext | None:
+    if config.tls is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(config.tls.certificate, config.tls.private_key)
+    return context
+
+
+class Gateway:
+    """A running gateway: listeners bound, workers started."""
+
+    def __init__(self, services: Services, transport: Transport) -> None:
+        config = services.config
+        self.services = services
+        self.transport = transport
+        writer = NoticeWriter(domain=config.gateway.domain, signer=services.signer)
+        self.outbox = Outbox(config, services.store, services.signer, transport)
+        self.processor = Processor(config, services.store, writer, self.outbox.wake)
+        self.scheduler = Scheduler(config, services.store, self.processor.holding)
+        resolver = make_resolver(
+            [(ns.host, ns.port) for ns in config.inbound.nameservers],
+            timeout=config.inbound.dns_timeout,
+        )
+        self.handler = GatewayHandler(
+            config, services.store, Router(config, services.store),
+            SessionStages(config, services.store, resolver), self.processor.wake,
+        )
+        self.servers: list[asyncio.Server] = []
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def ports(self) -> list[int]:
+        return [s.sockets[0].getsockname()[1] for s in self.servers if s.sockets]
+
+    @classmethod
+    async def start(cls, config: Config) -> Gateway:
+        services = await open_services(config)
+        gateway = cls(services, make_transport(config))
+        await gateway._listen()
+        for name, work in (("processor", gateway.processor.run),
+                           ("scheduler", gateway.scheduler.run),
+                           ("outbox", gateway.outbox.run)):
+            gateway._tasks.append(asyncio.create_task(work(), name=name))
+        log.info("gateway.started", listen=[str(hp) for hp in config.gateway.listen],
+                 ports=gateway.ports, delivery=config.delivery.mode.value)
+        return gateway
+
+    async def _listen(self) -> None:
+        config = self.services.config
+        factory = make_smtp_factory(config, self.handler, make_tls_context(config))
+        loop = asyncio.get_running_loop()
+        for hp in config.gateway.listen:
+            self.servers.append(await loop.create_server(factory, hp.host, hp.port))
+
+    async def stop(self) -> None:
+        """Stop intake, let in-flight work finish (bounded), close everything."""
+        for server in self.servers:
+            server.close()
+        try:
+            await asyncio.wait_for(self.handler.drained(), DRAIN_SECONDS)
+        except TimeoutError:
+            log.warning("gateway.drain_timed_out", in_flight=self.handler.in_flight)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.transport.close()
+        await self.services.close()
+        log.info("gateway.stopped")
+
+    def failed_task(self) -> asyncio.Task[None] | None:
+        return next((t for t in self._tasks if t.done() and not t.cancelled()), None)
+
+
+async def serve(config: Config) -> None:
+    """Run until SIGTERM or SIGINT; a dead worker stops the process (systemd restarts it)."""
+    for warning in config.warnings():
+        log.warning("config.warning", warning=warning)
+    gateway = await Gateway.start(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+            failed = gateway.failed_task()
+            if failed is not None:
+                log.error("worker.failed", worker=failed.get_name(),
+                          error=repr(failed.exception()))
+                raise SystemExit(1)
+    finally:
+        await gateway.stop()

@@ -1,0 +1,236 @@
+"""Phase 3: the delivery worker. Claims due copies, builds and signs them, sends them.
+
+The feeder claims a batch (state 'sending'), renders each member's copy from the
+bulletin's template (built once per bulletin) and signs it in a worker thread, then
+hands the copies to ``connections`` senders. Outcomes are written back in batches.
+A crash leaves claimed rows 'sending'; at start they are queued again, so nobody is
+skipped and only copies in flight at the crash can go out twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from email.utils import formatdate
+
+import structlog
+
+from .config import Config, MailingList
+from .models import Bulletin, Delivery, DeliveryState
+from .render import BulletinSource, BulletinTemplate
+from .signing import Signer
+from .store import DeliveryOutcome, Store
+from .transport import SendResult, SendStatus, Transport
+
+log = structlog.get_logger("bin_gateway.outbox")
+
+BATCH = 200
+FLUSH_EVERY = 0.2  # seconds between outcome writes while sending
+MAX_RETRY_WAIT = 7200.0
+IDLE_POLL = 30.0
+_TEMPLATES_KEPT = 8
+_REPLY_TARGET_WORDS = {
+    "nl": {"coordinators": "de coördinator", "and": " en "},
+    "en": {"coordinators": "the coordinator", "and": " and "},
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Copy:
+    delivery: Delivery
+    envelope_from: str
+    message: bytes
+
+
+@dataclass(slots=True)
+class _Prepared:
+    template: BulletinTemplate
+    body_hash: str
+    bulletin: Bulletin
+
+
+class Outbox:
+    def __init__(
+        self, config: Config, store: Store, signer: Signer, transport: Transport
+    ) -> None:
+        self._config = config
+        self._store = store
+        self._signer = signer
+        self._transport = transport
+        self._domain = config.gateway.domain
+        self._wake = asyncio.Event()
+        self._flush = asyncio.Event()
+        self._outcomes: list[DeliveryOutcome] = []
+        self._templates: OrderedDict[int, _Prepared | None] = OrderedDict()
+        self._connections = (
+            config.delivery.connections if config.delivery.mode.value == "smtp" else 4
+        )
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Deliver until cancelled; outcomes already known are written before exiting."""
+        released = await self._store.release_claims()
+        if released:
+            log.info("delivery.resumed", copies=released)
+        queue: asyncio.Queue[Copy] = asyncio.Queue(maxsize=BATCH)
+        try:
+            async with asyncio.TaskGroup() as group:
+                for _ in range(self._connections):
+                    group.create_task(self._sender(queue))
+                group.create_task(self._flusher())
+                await self._feeder(queue)
+        finally:
+            await asyncio.shield(self._write_outcomes())
+
+    async def _feeder(self, queue: asyncio.Queue[Copy]) -> None:
+        while True:
+            self._wake.clear()
+            claimed = await self._store.claim_due(BATCH)
+            if not claimed:
+                await self._idle()
+                continue
+            copies = await self._prepare(claimed)
+            for copy in copies:
+                await queue.put(copy)
+
+    async def _idle(self) -> None:
+        due = await self._store.next_due_at()
+        wait = IDLE_POLL if due is None else min(IDLE_POLL, max(0.05, due - time.time()))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), wait)
+
+    async def _sender(self, queue: asyncio.Queue[Copy]) -> None:
+        while True:
+            copy = await queue.get()
+            result = await self._transport.send(
+                copy.envelope_from, copy.delivery.recipient, copy.message
+            )
+            self._outcomes.append(self._judge(copy.delivery, result))
+            if len(self._outcomes) >= BATCH // 2:
+                self._flush.set()
+
+    async def _flusher(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._flush.wait(), FLUSH_EVERY)
+            self._flush.clear()
+            await self._write_outcomes()
+
+    async def _write_outcomes(self) -> None:
+        outcomes, self._outcomes = self._outcomes, []
+        if not outcomes:
+            return
+        await self._store.record_outcomes(outcomes)
+        for o in outcomes:
+            event = {DeliveryState.SENT: "delivery.sent", DeliveryState.QUEUED:
+                     "delivery.deferred"}.get(o.state, "delivery.failed")
+            log.info(event, delivery_id=o.delivery_id, code=o.code, reply=o.reply[:200])
+
+    def _judge(self, delivery: Delivery, result: SendResult) -> DeliveryOutcome:
+        if result.status is SendStatus.SENT:
+            return DeliveryOutcome(delivery.id, DeliveryState.SENT, result.code, result.text)
+        if result.status is SendStatus.PERMANENT:
+            return DeliveryOutcome(delivery.id, DeliveryState.FAILED, result.code, result.text)
+        now = time.time()
+        give_up = self._config.delivery.give_up_after.total_seconds()
+        if now - delivery.created_at >= give_up:
+            text = f"gave up after {delivery.attempts} attempts: {result.text}"
+            return DeliveryOutcome(delivery.id, DeliveryState.FAILED, result.code, text)
+        first = self._config.delivery.retry_after.total_seconds()
+        wait = min(MAX_RETRY_WAIT, first * 2 ** max(0, delivery.attempts - 1))
+        wait *= random.uniform(0.9, 1.1)  # spread retries of a whole list over time
+        return DeliveryOutcome(delivery.id, DeliveryState.QUEUED, result.code, result.text,
+                               next_attempt_at=now + wait)
+
+    # --- building the copies ---------------------------------------------------------
+
+    async def _prepare(self, claimed: list[Delivery]) -> list[Copy]:
+        copies: list[Copy] = []
+        to_build: list[tuple[Delivery, _Prepared]] = []
+        for delivery in claimed:
+            if delivery.outbound_id is not None:
+                stored = await self._store.outbound_message(delivery.outbound_id)
+                if stored is not None:
+                    copies.append(Copy(delivery, self._bounce_address(delivery), stored[1]))
+                    continue
+            elif delivery.bulletin_id is not None:
+                prepared = await self._template(delivery.bulletin_id)
+                if prepared is not None:
+                    to_build.append((delivery, prepared))
+                    continue
+            self._outcomes.append(DeliveryOutcome(
+                delivery.id, DeliveryState.FAILED, 0, "its message is gone from the store"))
+        if to_build:
+            built, refused = await asyncio.to_thread(self._build_copies, to_build)
+            copies += built
+            self._outcomes += refused
+        return copies
+
+    def _build_copies(
+        self, items: list[tuple[Delivery, _Prepared]]
+    ) -> tuple[list[Copy], list[DeliveryOutcome]]:
+        """CPU work, in a thread: fill the template and sign, per member."""
+        copies: list[Copy] = []
+        refused: list[DeliveryOutcome] = []
+        for delivery, prepared in items:
+            try:
+                copies.append(self._build_copy(delivery, prepared))
+            except ValueError as exc:  # an address unsafe to put in a header
+                refused.append(DeliveryOutcome(delivery.id, DeliveryState.FAILED, 0, str(exc)))
+        return copies, refused
+
+    def _build_copy(self, delivery: Delivery, prepared: _Prepared) -> Copy:
+        headers = prepared.template.headers_for(
+            to=delivery.recipient,
+            reply_to=f"reactie+{delivery.token}@{self._domain}",
+            message_id=f"<bulletin-{prepared.bulletin.id}-{delivery.id}@{self._domain}>",
+            date=formatdate(prepared.bulletin.created_at, localtime=False),
+        )
+        name, value = self._signer.sign(
+            headers, prepared.body_hash, timestamp=int(prepared.bulletin.created_at)
+        )
+        head = f"{name}: {value}\r\n" + "".join(f"{n}: {v}\r\n" for n, v in headers)
+        message = head.encode("utf-8") + b"\r\n" + prepared.template.body
+        return Copy(delivery, self._bounce_address(delivery), message)
+
+    def _bounce_address(self, delivery: Delivery) -> str:
+        return f"bounce+{delivery.token}@{self._domain}"
+
+    async def _template(self, bulletin_id: int) -> _Prepared | None:
+        if bulletin_id in self._templates:
+            self._templates.move_to_end(bulletin_id)
+            return self._templates[bulletin_id]
+        prepared = await self._build_template(bulletin_id)
+        self._templates[bulletin_id] = prepared
+        while len(self._templates) > _TEMPLATES_KEPT:
+            self._templates.popitem(last=False)
+        return prepared
+
+    async def _build_template(self, bulletin_id: int) -> _Prepared | None:
+        bulletin = await self._store.bulletin(bulletin_id)
+        item = await self._store.inbound(bulletin.inbound_id) if bulletin else None
+        lst = self._config.list_by_id(bulletin.list_id) if bulletin else None
+        if bulletin is None or item is None or lst is None:
+            return None
+        language = lst.language or self._config.gateway.language
+        source = BulletinSource(
+            original=item.raw, sender_name=bulletin.sender_name, list_id=lst.id,
+            list_name=lst.name, domain=self._domain, subject_prefix=lst.subject_prefix,
+            note=bulletin.note, language=language,
+            replies_go_to=replies_go_to(lst, bulletin.sender_name, language),
+        )
+        template = await asyncio.to_thread(BulletinTemplate.build, source)
+        body_hash = await asyncio.to_thread(self._signer.body_hash, template.body)
+        return _Prepared(template, body_hash, bulletin)
+
+
+def replies_go_to(lst: MailingList, sender_name: str, language: str) -> str:
+    words = _REPLY_TARGET_WORDS.get(language, _REPLY_TARGET_WORDS["en"])
+    parts = [sender_name if t == "origin" else words["coordinators"] for t in lst.replies_to]
+    return words["and"].join(dict.fromkeys(parts)) or words["coordinators"]
