@@ -127,6 +127,8 @@ class Outbox:
         if not outcomes:
             return
         await self._store.record_outcomes(outcomes)
+        if any(o.state is DeliveryState.QUEUED for o in outcomes):
+            self._wake.set()  # the feeder may be idling without knowing a retry is due
         for o in outcomes:
             event = {DeliveryState.SENT: "delivery.sent", DeliveryState.QUEUED:
                      "delivery.deferred"}.get(o.state, "delivery.failed")
