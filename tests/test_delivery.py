@@ -20,13 +20,13 @@ async def post_as_coordinator(world: World, subject: str = "Buurtbarbecue") -> N
     assert sent.accepted, sent
 
 
-async def bulletin_deliveries(world: World) -> list:  # noqa: ANN401 (list[Delivery])
+async def bulletin_deliveries(world: World) -> list:
     every = (DeliveryState.QUEUED, DeliveryState.SENDING, DeliveryState.SENT,
              DeliveryState.FAILED)
     return [d for d in await world.store.deliveries(every) if d.bulletin_id is not None]
 
 
-async def wait_until_settled(world: World, count: int, timeout: float = 15.0) -> list:  # noqa: ANN401, ASYNC109
+async def wait_until_settled(world: World, count: int, timeout: float = 15.0) -> list:  # noqa: ASYNC109
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         rows = await bulletin_deliveries(world)

@@ -120,7 +120,7 @@ class World:
         return self.gateway.ports[0]
 
     @property
-    def store(self):  # noqa: ANN201 (the Store; typed where used)
+    def store(self):
         return self.gateway.services.store
 
     async def send(
