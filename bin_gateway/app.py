@@ -43,7 +43,7 @@ def make_transport(config: Config) -> Transport:
         password = delivery.password_file.read_text("utf-8").strip()
     return SmarthostPool(
         delivery.smarthost.host, delivery.smarthost.port,
-        connections=delivery.connections, starttls=delivery.starttls.value,
+        connections=delivery.connections, starttls=delivery.starttls,
         username=delivery.username, password=password,
         helo_name=config.gateway.hostname,
     )

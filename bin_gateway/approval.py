@@ -40,9 +40,6 @@ class Approval:
         self._store = store
         self._writer = writer
 
-    def _language(self, lst: MailingList) -> str:
-        return lst.language or self._config.gateway.language
-
     async def handle_reply(self, item: Inbound) -> None:
         """A coordinator's authenticated reply to a moderation mail."""
         held = await self._store.submission(int(item.target))
@@ -131,7 +128,7 @@ class Approval:
         self, db: aiosqlite.Connection, held: Submission, lst: MailingList, decision: Decision,
         actor: str, applied: Applied, inbound: Inbound | None,
     ) -> None:
-        language = self._language(lst)
+        language = lst.language
         approve = decision.kind is DecisionKind.APPROVE
         fields: dict[str, object] = {
             "subject": held.subject, "list_name": lst.name, "coordinator": actor,
@@ -156,7 +153,7 @@ class Approval:
                                  source_key=f"decision-confirmed:{held.id}")
 
     def _decided_fields(self, held: Submission, lst: MailingList) -> dict[str, object]:
-        language = self._language(lst)
+        language = lst.language
         words = DECISION_WORDS[language]
         word = {SubmissionState.APPROVED: words["approved"],
                 SubmissionState.REJECTED: words["rejected"]}.get(held.state, words["expired"])
@@ -170,7 +167,7 @@ class Approval:
     async def _tell(
         self, item: Inbound, lst: MailingList, to: str, text: str, fields: dict[str, object]
     ) -> None:
-        notice = Notice(to=to, text=text, language=self._language(lst), fields=fields,
+        notice = Notice(to=to, text=text, language=lst.language, fields=fields,
                         from_name=f"{lst.name} moderatie", from_local="postmaster")
         async with self._store.transaction() as db:
             await self._writer.queue(db, notice, kind="answer", source_key=f"answer:{item.id}")

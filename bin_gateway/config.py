@@ -86,8 +86,8 @@ class DeliveryMode(StrEnum):
 
 class StartTls(StrEnum):
     OFF = "off"
-    OPPORTUNISTIC = "opportunistic"
-    REQUIRED = "required"
+    OPPORTUNISTIC = "opportunistic"  # encrypt if offered; no certificate check (RFC 7435)
+    REQUIRED = "required"  # refuse to send in clear; certificate verified
 
 
 class Subscription(StrEnum):

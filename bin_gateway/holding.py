@@ -54,9 +54,6 @@ class Holding:
         self._store = store
         self._writer = writer
 
-    def _language(self, lst: MailingList) -> str:
-        return lst.language or self._config.gateway.language
-
     async def hold(self, item: Inbound, list_ids: list[str]) -> list[int]:
         """Create the held items and ask each list's coordinators; returns submission ids."""
         message = parse(item.raw)
@@ -96,7 +93,7 @@ class Holding:
         self, held: Submission, lst: MailingList, message: EmailMessage, item: Inbound,
         member_count: int, token: str, *, text: str = "moderation_request",
     ) -> list[Notice]:
-        language = self._language(lst)
+        language = lst.language
         agency = next((a for a in self._config.agencies if a.id == held.agency_id), None)
         agency_name = agency.name if agency else held.sender
         fields: dict[str, object] = {
@@ -137,7 +134,7 @@ class Holding:
 
     async def expire(self, held: Submission) -> None:
         lst = self._config.list_by_id(held.list_id)
-        language = self._language(lst) if lst else self._config.gateway.language
+        language = lst.language if lst else self._config.gateway.language
         async with self._store.transaction() as db:
             changed = await Store.decide_submission(
                 db, held.id, SubmissionState.EXPIRED, decided_by="",

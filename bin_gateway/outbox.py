@@ -220,7 +220,7 @@ class Outbox:
         lst = self._config.list_by_id(bulletin.list_id) if bulletin else None
         if bulletin is None or item is None or lst is None:
             return None
-        language = lst.language or self._config.gateway.language
+        language = lst.language
         source = BulletinSource(
             original=item.raw, sender_name=bulletin.sender_name, list_id=lst.id,
             list_name=lst.name, domain=self._domain, subject_prefix=lst.subject_prefix,

@@ -103,7 +103,7 @@ class Processor:
                 )
                 notice = Notice(
                     to=item.author, text="post_confirmed",
-                    language=lst.language or self._config.gateway.language,
+                    language=lst.language,
                     fields={"subject": subject, "list_name": lst.name, "member_count": count},
                     from_name=lst.name, from_local="postmaster",
                 )

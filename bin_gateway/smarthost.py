@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import ssl
 from dataclasses import dataclass
-from enum import StrEnum
 
 import aiosmtplib
 from aiosmtplib import (
@@ -38,18 +37,13 @@ from aiosmtplib import (
     SMTPTimeoutError,
 )
 
+from bin_gateway.config import StartTls  # one definition: the config's
 from bin_gateway.transport import SendResult, SendStatus, check_envelope, result_for_reply
 
 __all__ = ["SmarthostPool", "StartTls"]
 
 # QUIT and the RSET after a failed transaction are courtesies: never wait long on them.
 _COURTESY_TIMEOUT = 10.0
-
-
-class StartTls(StrEnum):
-    OFF = "off"
-    OPPORTUNISTIC = "opportunistic"  # encrypt if offered; no certificate check (RFC 7435)
-    REQUIRED = "required"  # refuse to send in clear; certificate verified
 
 
 @dataclass(frozen=True, slots=True)

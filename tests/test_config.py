@@ -187,6 +187,7 @@ def test_full_file_parses_to_expected_values(confdir: Path) -> None:
         password_file=confdir / "secret.txt",
         connections=4,
         give_up_after=timedelta(days=5),
+        retry_after=timedelta(minutes=5),
         maildir=confdir / "out",
     )
     assert config.http == HttpSettings(HostPort("127.0.0.1", 8080), "https://bin.example.nl")
@@ -232,6 +233,7 @@ def test_minimal_file_gets_documented_defaults(confdir: Path) -> None:
         password_file=None,
         connections=8,
         give_up_after=timedelta(days=4),
+        retry_after=timedelta(minutes=5),
         maildir=Path("/var/lib/bin-gateway/outbox"),
     )
     (lst,) = config.lists
