@@ -18,6 +18,7 @@ from .errors import GatewayError
 from .holding import parse
 from .models import Inbound, InboundState, Submission, SubmissionState
 from .notices import DECISION_WORDS, Notice, NoticeWriter, local_time
+from .services import Services
 from .store import Store
 
 log = structlog.get_logger("bin_gateway.approval")
@@ -179,12 +180,9 @@ class Approval:
 
 
 async def decide_by_admin(
-    services: object, submission_id: int, *, approve: bool, text: str, actor: str
+    services: Services, submission_id: int, *, approve: bool, text: str, actor: str
 ) -> str:
     """The CLI's entry: ``held approve|reject``; raises DecisionRefused with a reason."""
-    from .services import Services
-
-    assert isinstance(services, Services)
     writer = NoticeWriter(domain=services.config.gateway.domain, signer=services.signer)
     approval = Approval(services.config, services.store, writer)
     return await approval.decide_by_admin(submission_id, approve=approve, text=text, actor=actor)
