@@ -15,7 +15,8 @@ import random
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from email.utils import formatdate
+from datetime import UTC, datetime
+from email.utils import format_datetime
 
 import structlog
 
@@ -192,7 +193,7 @@ class Outbox:
             to=delivery.recipient,
             reply_to=f"reactie+{delivery.token}@{self._domain}",
             message_id=f"<bulletin-{prepared.bulletin.id}-{delivery.id}@{self._domain}>",
-            date=formatdate(prepared.bulletin.created_at, localtime=False),
+            date=format_datetime(datetime.fromtimestamp(prepared.bulletin.created_at, UTC)),
         )
         name, value = self._signer.sign(
             headers, prepared.body_hash, timestamp=int(prepared.bulletin.created_at)
