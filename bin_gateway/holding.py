@@ -18,11 +18,10 @@ from .mailtext import best_text
 from .models import Inbound, InboundState, Submission, SubmissionState
 from .notices import DECISION_WORDS, Notice, NoticeWriter, local_time
 from .store import Store
-from .tokens import new_moderation_token, token_hash
+from .tokens import MODERATION_PREFIX, new_moderation_token, token_address, token_hash
 
 log = structlog.get_logger("bin_gateway.holding")
 
-MODERATION_LOCAL = "moderatie"
 _MAX_QUOTED_TEXT = 20_000  # characters of the original shown inline; the .eml has it all
 
 
@@ -106,8 +105,8 @@ class Holding:
         return [
             Notice(
                 to=coordinator, text=text, language=language, fields=fields,
-                from_name=f"{lst.name} moderatie", from_local=f"{MODERATION_LOCAL}+{token}",
-                reply_to=(f"{MODERATION_LOCAL}+{token}@{self._config.gateway.domain}",),
+                from_name=f"{lst.name} moderatie", from_local=f"{MODERATION_PREFIX}+{token}",
+                reply_to=(token_address(MODERATION_PREFIX, token, self._config.gateway.domain),),
                 attachment=item.raw,
             )
             for coordinator in lst.coordinators

@@ -25,6 +25,7 @@ from .models import Bulletin, Delivery, DeliveryState
 from .render import BulletinSource, BulletinTemplate
 from .signing import Signer
 from .store import DeliveryOutcome, Store
+from .tokens import BOUNCE_PREFIX, REPLY_PREFIX, token_address
 from .transport import SendResult, SendStatus, Transport
 
 log = structlog.get_logger("bin_gateway.outbox")
@@ -191,7 +192,7 @@ class Outbox:
     def _build_copy(self, delivery: Delivery, prepared: _Prepared) -> Copy:
         headers = prepared.template.headers_for(
             to=delivery.recipient,
-            reply_to=f"reactie+{delivery.token}@{self._domain}",
+            reply_to=token_address(REPLY_PREFIX, delivery.token, self._domain),
             message_id=f"<bulletin-{prepared.bulletin.id}-{delivery.id}@{self._domain}>",
             date=format_datetime(datetime.fromtimestamp(prepared.bulletin.created_at, UTC)),
         )
@@ -203,7 +204,7 @@ class Outbox:
         return Copy(delivery, self._bounce_address(delivery), message)
 
     def _bounce_address(self, delivery: Delivery) -> str:
-        return f"bounce+{delivery.token}@{self._domain}"
+        return token_address(BOUNCE_PREFIX, delivery.token, self._domain)
 
     async def _template(self, bulletin_id: int) -> _Prepared | None:
         if bulletin_id in self._templates:

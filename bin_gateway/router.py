@@ -16,11 +16,15 @@ from .config import Config
 from .models import RouteKind, SubmissionState
 from .replies import SmtpReply
 from .store import Store
-from .tokens import is_delivery_token, is_moderation_token, token_hash
+from .tokens import (
+    BOUNCE_PREFIX,
+    MODERATION_PREFIX,
+    REPLY_PREFIX,
+    is_delivery_token,
+    is_moderation_token,
+    token_hash,
+)
 
-MODERATION_PREFIX = "moderatie"
-REPLY_PREFIX = "reactie"
-BOUNCE_PREFIX = "bounce"
 POSTMASTER_NAMES = ("postmaster", "abuse")
 
 

@@ -13,6 +13,12 @@ import hashlib
 import re
 import secrets
 
+# The local parts of token addresses: <prefix>+<token>@<gateway domain>.
+MODERATION_PREFIX = "moderatie"
+REPLY_PREFIX = "reactie"
+BOUNCE_PREFIX = "bounce"
+TOKEN_PREFIXES = (MODERATION_PREFIX, REPLY_PREFIX, BOUNCE_PREFIX)
+
 MODERATION_TOKEN = re.compile(r"[a-z2-7]{24}")
 DELIVERY_TOKEN = re.compile(r"[0-9a-f]{24}")
 
@@ -28,6 +34,10 @@ def token_hash(token: str) -> str:
 
 def new_delivery_token() -> str:
     return secrets.token_hex(12)
+
+
+def token_address(prefix: str, token: str, domain: str) -> str:
+    return f"{prefix}+{token}@{domain}"
 
 
 def is_moderation_token(text: str) -> bool:

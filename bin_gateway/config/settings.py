@@ -15,9 +15,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from bin_gateway.config.values import HostPort, address_key
 from bin_gateway.keys import read_private_key
+from bin_gateway.tokens import TOKEN_PREFIXES
 
 # Local parts the router gives a fixed meaning; a list id equal to one would be unreachable.
-RESERVED_LOCAL_PARTS = frozenset({"postmaster", "abuse", "moderatie", "bounce", "reactie"})
+RESERVED_LOCAL_PARTS = frozenset({"postmaster", "abuse", *TOKEN_PREFIXES})
 REPLY_TARGETS = ("origin", "coordinators")
 
 
