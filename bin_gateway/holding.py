@@ -17,6 +17,7 @@ from .config import Config, MailingList
 from .mailtext import best_text
 from .models import Inbound, InboundState, Submission, SubmissionState
 from .notices import DECISION_WORDS, Notice, NoticeWriter, local_time
+from .render_headers import one_line
 from .store import Store
 from .tokens import MODERATION_PREFIX, new_moderation_token, token_address, token_hash
 
@@ -33,7 +34,7 @@ def parse(raw: bytes) -> EmailMessage:
 
 def subject_of(message: EmailMessage) -> str:
     try:
-        return " ".join(str(message.get("Subject", "")).split())[:200] or "(geen onderwerp)"
+        return one_line(str(message.get("Subject", "")))[:200] or "(geen onderwerp)"
     except (ValueError, TypeError, LookupError):
         return "(geen onderwerp)"
 
@@ -44,7 +45,7 @@ def attachment_names(message: EmailMessage) -> str:
                  for part in message.iter_attachments()]
     except (ValueError, TypeError, LookupError, AttributeError):
         names = []
-    return ", ".join(" ".join(str(n).split()) for n in names) or "-"
+    return ", ".join(one_line(str(n)) for n in names) or "-"
 
 
 class Holding:

@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from bin_gateway.config import address_key, normalise_address, quoted
+from bin_gateway.render_headers import one_line
 
 if TYPE_CHECKING:
     from _csv import Reader  # the stub's name for what csv.reader() returns
@@ -38,7 +38,6 @@ _EMAIL_HEADERS = ("email", "e-mail", "emailadres", "e-mailadres")
 _NAME_HEADERS = ("name", "naam")
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 _GUARDED = (*_FORMULA_STARTS, "'")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +119,7 @@ def _cell(cells: list[str], index: int) -> str:
 
 def _clean_name(text: str) -> str:
     """One line of text: names end up in headers, where a newline would inject a header."""
-    return " ".join(_CONTROL.sub(" ", _unprotect(text.strip())).split())
+    return one_line(_unprotect(text.strip()))
 
 
 def _protect(text: str) -> str:

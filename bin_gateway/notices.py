@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import aiosqlite
 
+from .render_headers import one_line
 from .signing import Signer
 from .store import Store
 from .texts import render
@@ -91,4 +92,4 @@ class NoticeWriter:
 
 
 def _one_line(text: str) -> str:
-    return " ".join(text.split())[:200]
+    return one_line(text)[:200]
