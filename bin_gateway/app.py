@@ -67,7 +67,9 @@ class Gateway:
         writer = NoticeWriter(domain=config.gateway.domain, signer=services.signer)
         self.outbox = Outbox(config, services.store, services.signer, transport)
         self.processor = Processor(config, services.store, writer, self.outbox.wake)
-        self.scheduler = Scheduler(config, services.store, self.processor.holding)
+        self.scheduler = Scheduler(
+            config, services.store, self.processor.holding, self.outbox.wake
+        )
         resolver = make_resolver(
             [(ns.host, ns.port) for ns in config.inbound.nameservers],
             timeout=config.inbound.dns_timeout,

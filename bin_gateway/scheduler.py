@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 import structlog
 
@@ -17,9 +18,14 @@ MAX_INTERVAL = 30.0
 
 
 class Scheduler:
-    def __init__(self, config: Config, store: Store, holding: Holding) -> None:
+    def __init__(
+        self, config: Config, store: Store, holding: Holding, wake_outbox: Callable[[], None]
+    ) -> None:
         self._store = store
         self._holding = holding
+        # Reminders and expiry notices are queued mail: without a wake they would wait for
+        # the outbox's idle poll.
+        self._wake_outbox = wake_outbox
         moderation = config.moderation
         shortest = min(moderation.remind_after, moderation.expire_after).total_seconds()
         # Check often enough that a short test setting still fires on time.
@@ -40,4 +46,6 @@ class Scheduler:
         for held in await self._store.due_reminders(now):
             await self._holding.remind(held)
             done += 1
+        if done:
+            self._wake_outbox()
         return done
