@@ -100,6 +100,11 @@ class GatewayHandler:
         self._idle.clear()
         try:
             return await self._judge_and_store(session, envelope)
+        except Exception as exc:
+            # Answered here rather than left to aiosmtpd: it ends the transaction only when
+            # the DATA hook returns, so a raised error would leave the envelope open and the
+            # sender's retry on this session would get "503 nested MAIL command".
+            return await self.handle_exception(exc)
         finally:
             self.in_flight -= 1
             if not self.in_flight:
