@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
 
 from bin_gateway.approval import decide_by_admin
 from bin_gateway.models import DeliveryState, SubmissionState
 from bin_gateway.services import Services
-from tests.support.world import COORDINATOR, DOMAIN, World, start_world
+from tests.support.world import COORDINATOR, DOMAIN, MakeWorld, World
 
 
 async def post_as_coordinator(world: World, subject: str = "Buurtbarbecue") -> None:
@@ -85,19 +84,16 @@ async def test_smarthost_down_then_back_delivers_everyone(world: World) -> None:
     assert all(len(world.messages_to(m)) == 1 for m in members)
 
 
-async def test_gives_up_after_give_up_after(tmp_path: Path) -> None:
+async def test_gives_up_after_give_up_after(make_world: MakeWorld) -> None:
     """A copy refused temporarily for longer than give_up_after is failed, not retried forever."""
-    world = await start_world(tmp_path, give_up_after="1s", retry_after="100ms")
-    try:
-        members = await world.add_members("buurt-noord", 2)
-        world.sink.answer_for(members[0], "451 4.2.0 mailbox busy")
-        await post_as_coordinator(world)
-        rows = await wait_until_settled(world, 2)
-        stuck = next(d for d in rows if d.recipient == members[0])
-        assert stuck.state is DeliveryState.FAILED and "gave up" in stuck.last_reply
-        assert stuck.attempts >= 2
-    finally:
-        await world.stop()
+    world = await make_world(give_up_after="1s", retry_after="100ms")
+    members = await world.add_members("buurt-noord", 2)
+    world.sink.answer_for(members[0], "451 4.2.0 mailbox busy")
+    await post_as_coordinator(world)
+    rows = await wait_until_settled(world, 2)
+    stuck = next(d for d in rows if d.recipient == members[0])
+    assert stuck.state is DeliveryState.FAILED and "gave up" in stuck.last_reply
+    assert stuck.attempts >= 2
 
 
 async def test_admin_can_approve_from_the_cli_backend(world: World) -> None:

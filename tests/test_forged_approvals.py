@@ -11,9 +11,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
@@ -25,8 +23,8 @@ from tests.support.world import (
     COORDINATOR_2,
     DOMAIN,
     SELECTOR,
+    MakeWorld,
     World,
-    start_world,
 )
 
 ATTACKER = "buurman@evil.example"
@@ -55,26 +53,13 @@ async def hold_one(world: World, members: int = 3) -> Held:
     return Held(held[0].id, address, people)
 
 
-async def settle(world: World, timeout: float = 10.0) -> None:  # noqa: ASYNC109
-    """Wait until every stored message is processed and every queued delivery handed over."""
-    async with asyncio.timeout(timeout):
-        while True:
-            rows = await world.store.read(
-                "SELECT (SELECT count(*) FROM inbound WHERE state = 'received'),"
-                " (SELECT count(*) FROM deliveries WHERE state IN ('queued', 'sending'))"
-            )
-            if not rows[0][0] and not rows[0][1]:
-                return
-            await asyncio.sleep(0.02)
-
-
 async def moderation_rows(world: World) -> int:
     rows = await world.store.read("SELECT count(*) FROM inbound WHERE route = 'moderation'")
     return int(rows[0][0])
 
 
 async def assert_not_published(world: World, held: Held) -> None:
-    await settle(world)
+    await world.settle()
     assert await world.store.bulletin_for_submission(held.submission_id) is None
     submission = await world.store.submission(held.submission_id)
     assert submission is not None and submission.state is SubmissionState.HELD
@@ -264,7 +249,7 @@ async def test_reused_token_after_a_decision_publishes_nothing_twice(world: Worl
     late_answers = [m for m in answers if str(m["Subject"]).startswith("Al besloten")]
     assert len(late_answers) == 2
     assert COORDINATOR in late_answers[0].get_body(("plain",)).get_content()
-    await settle(world)
+    await world.settle()
 
     submission = await world.store.submission(held.submission_id)
     assert submission is not None and submission.state is SubmissionState.APPROVED
@@ -280,31 +265,28 @@ async def test_reused_token_after_a_decision_publishes_nothing_twice(world: Worl
     assert len(outcomes) == 1 and outcomes[0].startswith("Verstuurd")
 
 
-async def test_expired_token_is_550_511_and_agency_hears_it_expired(tmp_path: Path) -> None:
+async def test_expired_token_is_550_511_and_agency_hears_it_expired(make_world: MakeWorld) -> None:
     """After expire_after the token is refused at RCPT (5.1.1); the agency gets "expired"."""
-    world = await start_world(tmp_path, expire_after="1s", remind_after="500ms")
-    try:
-        held = await hold_one(world)
-        await scheduled_mail_to(world, AGENCY, 1)
-        outcome = world.messages_to(AGENCY)[0]
-        assert str(outcome["Subject"]).startswith("Niet verstuurd (geen antwoord)")
-        submission = await world.store.submission(held.submission_id)
-        assert submission is not None and submission.state is SubmissionState.EXPIRED
+    world = await make_world(expire_after="1s", remind_after="500ms")
+    held = await hold_one(world)
+    await scheduled_mail_to(world, AGENCY, 1)
+    outcome = world.messages_to(AGENCY)[0]
+    assert str(outcome["Subject"]).startswith("Niet verstuurd (geen antwoord)")
+    submission = await world.store.submission(held.submission_id)
+    assert submission is not None and submission.state is SubmissionState.EXPIRED
 
-        addresses = {held.address, *(await _token_addresses(world, COORDINATOR))}
-        for address in addresses:
-            reply = world.coordinator_mail("OK\r\n", to=address)
-            sent = await world.send(reply, address, mail_from=COORDINATOR)
-            assert sent.data is None, address
-            assert sent.rcpt[0].code == 550 and sent.rcpt[0].text.startswith("5.1.1")
-        await settle(world)
-        assert await world.store.bulletin_for_submission(held.submission_id) is None
-        assert await moderation_rows(world) == 0
-        for member in held.members:
-            assert world.messages_to(member) == []
-        assert len(world.messages_to(AGENCY)) == 1
-    finally:
-        await world.stop()
+    addresses = {held.address, *(await _token_addresses(world, COORDINATOR))}
+    for address in addresses:
+        reply = world.coordinator_mail("OK\r\n", to=address)
+        sent = await world.send(reply, address, mail_from=COORDINATOR)
+        assert sent.data is None, address
+        assert sent.rcpt[0].code == 550 and sent.rcpt[0].text.startswith("5.1.1")
+    await world.settle()
+    assert await world.store.bulletin_for_submission(held.submission_id) is None
+    assert await moderation_rows(world) == 0
+    for member in held.members:
+        assert world.messages_to(member) == []
+    assert len(world.messages_to(AGENCY)) == 1
 
 
 async def _token_addresses(world: World, coordinator: str) -> list[str]:
@@ -317,12 +299,8 @@ async def _token_addresses(world: World, coordinator: str) -> list[str]:
 
 
 @pytest.fixture
-async def reminding_world(tmp_path: Path) -> AsyncIterator[World]:
-    started = await start_world(tmp_path, remind_after="300ms")
-    try:
-        yield started
-    finally:
-        await started.stop()
+async def reminding_world(make_world: MakeWorld) -> World:
+    return await make_world(remind_after="300ms")
 
 
 async def test_reminder_after_remind_after_carries_a_fresh_working_token(
@@ -348,7 +326,7 @@ async def test_reminder_after_remind_after_carries_a_fresh_working_token(
     # One reminder only.
     await asyncio.sleep(0.5)
     world.gateway.outbox.wake()
-    await settle(world)
+    await world.settle()
     assert sum(s.startswith("Herinnering") for s in subjects_to(world, COORDINATOR)) == 1
 
 

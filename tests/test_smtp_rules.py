@@ -10,7 +10,6 @@ import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 import aiosmtplib
 import pytest
@@ -24,9 +23,9 @@ from tests.support.world import (
     DOMAIN,
     SELECTOR,
     STRANGER,
+    MakeWorld,
     Reply,
     World,
-    start_world,
 )
 
 ADMIN = "beheer@beheer.example"
@@ -47,22 +46,9 @@ async def assert_nothing_stored(world: World) -> None:
     assert await world.store.submissions() == []
 
 
-async def settle(world: World, timeout: float = 10.0) -> None:  # noqa: ASYNC109
-    """Wait until every stored message is processed and every queued delivery handed over."""
-    async with asyncio.timeout(timeout):
-        while True:
-            rows = await world.store.read(
-                "SELECT (SELECT count(*) FROM inbound WHERE state = 'received'),"
-                " (SELECT count(*) FROM deliveries WHERE state IN ('queued', 'sending'))"
-            )
-            if not rows[0][0] and not rows[0][1]:
-                return
-            await asyncio.sleep(0.02)
-
-
 async def outgoing(world: World) -> tuple[int, int]:
     """(deliveries ever queued, messages the smarthost got), once the gateway is idle."""
-    await settle(world)
+    await world.settle()
     rows = await world.store.read("SELECT count(*) FROM deliveries")
     return int(rows[0][0]), len(world.sink.messages)
 
@@ -237,7 +223,7 @@ async def test_message_over_max_size_is_552_534_and_connection_goes_on(world: Wo
         await client.rcpt(f"agency@{DOMAIN}")
         assert (await data(client, world.agency_mail())).code == 250
     assert await inbound_rows(world) == 1
-    await settle(world)
+    await world.settle()
     held = await world.store.submissions()
     assert {h.subject for h in held} == {"Inbraken in Noord"}
 
@@ -292,13 +278,9 @@ async def test_agency_mail_signed_with_unpublished_key_is_550_571(
 
 
 @pytest.fixture
-async def quick_dns_world(tmp_path: Path) -> AsyncIterator[World]:
+async def quick_dns_world(make_world: MakeWorld) -> World:
     """The world with a 400 ms DNS timeout (instead of 2 s), so timeouts cost little."""
-    started = await start_world(tmp_path, dns_timeout="400ms")
-    try:
-        yield started
-    finally:
-        await started.stop()
+    return await make_world(dns_timeout="400ms")
 
 
 async def test_dns_timeout_on_dkim_key_is_451_470_then_accepted_on_retry(
@@ -411,7 +393,7 @@ async def test_malformed_mail_is_handled_or_554_and_server_keeps_serving(
         assert (await command(client, b"NOOP")).code == 250
         async with connection(world) as other:
             assert (await command(other, b"NOOP")).code == 250
-    await settle(world)
+    await world.settle()
     assert world.gateway.failed_task() is None
     if reply.code == 250:
         # Handled means handled: held for both of the agency's lists, coordinators asked.
@@ -548,7 +530,7 @@ async def test_several_list_addresses_make_one_held_item_per_list(world: World) 
     assert [r.code for r in sent.rcpt] == [250, 250]
     assert sent.accepted, sent
     assert await inbound_rows(world) == 1
-    await settle(world)
+    await world.settle()
     held = await world.store.submissions(SubmissionState.HELD)
     assert sorted(h.list_id for h in held) == ["buurt-noord", "buurt-zuid"]
     await world.wait_for_mail_to(COORDINATOR)

@@ -48,19 +48,6 @@ def message(head: str, *, subject: str = "Inbraken in Noord", body: str = "Tekst
     ).encode()
 
 
-async def settle(world: World, timeout: float = 10.0) -> None:  # noqa: ASYNC109
-    """Wait until every stored message is processed and every queued delivery handed over."""
-    async with asyncio.timeout(timeout):
-        while True:
-            rows = await world.store.read(
-                "SELECT (SELECT count(*) FROM inbound WHERE state = 'received'),"
-                " (SELECT count(*) FROM deliveries WHERE state IN ('queued', 'sending'))"
-            )
-            if not rows[0][0] and not rows[0][1]:
-                return
-            await asyncio.sleep(0.02)
-
-
 async def inbound_rows(world: World) -> int:
     rows = await world.store.read("SELECT count(*) FROM inbound")
     return int(rows[0][0])
@@ -74,7 +61,7 @@ async def assert_refused_without_trace(world: World, raw: bytes, *, mail_from: s
     assert sent.data is not None, sent
     assert sent.data.code == 550 and sent.data.text.startswith("5.7.1"), sent.data
     assert says in sent.data.text, sent.data
-    await settle(world)
+    await world.settle()
     assert await inbound_rows(world) == 0
     assert await world.store.submissions() == []
     deliveries = await world.store.read("SELECT count(*) FROM deliveries")
@@ -344,6 +331,6 @@ async def test_smuggled_second_message_is_not_accepted(world: World, end_of_data
     rows = await world.store.read("SELECT raw FROM inbound")
     assert len(rows) == 1
     assert f"MAIL FROM:<{AGENCY}>".encode() in bytes(rows[0]["raw"])  # stayed body text
-    await settle(world)
+    await world.settle()
     held = await world.store.submissions()
     assert [(h.list_id, h.subject) for h in held] == [("buurt-noord", "Buitenste bericht")]

@@ -6,13 +6,11 @@ OK; every member gets exactly one signed copy; the agency hears the outcome.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import dkim
 import dns.resolver
 
 from bin_gateway.models import DeliveryState, SubmissionState
-from tests.support.world import AGENCY, COORDINATOR, COORDINATOR_2, DOMAIN, World, start_world
+from tests.support.world import AGENCY, COORDINATOR, COORDINATOR_2, DOMAIN, MakeWorld, World
 
 
 def verify_with_zone(world: World, data: bytes) -> bool:
@@ -93,19 +91,16 @@ async def test_second_decision_is_told_it_came_too_late(world: World) -> None:
     assert all(d.bulletin_id is None for d in deliveries)
 
 
-async def test_english_gateway_writes_english_and_signs_with_rsa(tmp_path: Path) -> None:
+async def test_english_gateway_writes_english_and_signs_with_rsa(make_world: MakeWorld) -> None:
     """language = "en" gives English moderation mail; an RSA-2048 gateway key verifies."""
-    world = await start_world(tmp_path, language="en", key_kind="rsa")
-    try:
-        members = await world.add_members("buurt-noord", 2)
-        assert (await world.send(world.agency_mail(), f"buurt-noord@{DOMAIN}")).accepted
-        request = (await world.wait_for_mail_to(COORDINATOR))[0]
-        assert "reply" in request.get_body(("plain",)).get_content().lower()
-        address = await world.moderation_address()
-        reply = world.coordinator_mail("approve\r\n", to=address)
-        assert (await world.send(reply, address, mail_from=COORDINATOR)).accepted
-        await world.wait_for_mail_to(members[1])
-        data = next(r.data for r in world.sink.messages if members[1] in r.rcpt_tos)
-        assert b"a=rsa-sha256" in data and verify_with_zone(world, data)
-    finally:
-        await world.stop()
+    world = await make_world(language="en", key_kind="rsa")
+    members = await world.add_members("buurt-noord", 2)
+    assert (await world.send(world.agency_mail(), f"buurt-noord@{DOMAIN}")).accepted
+    request = (await world.wait_for_mail_to(COORDINATOR))[0]
+    assert "reply" in request.get_body(("plain",)).get_content().lower()
+    address = await world.moderation_address()
+    reply = world.coordinator_mail("approve\r\n", to=address)
+    assert (await world.send(reply, address, mail_from=COORDINATOR)).accepted
+    await world.wait_for_mail_to(members[1])
+    data = next(r.data for r in world.sink.messages if members[1] in r.rcpt_tos)
+    assert b"a=rsa-sha256" in data and verify_with_zone(world, data)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from email import policy
 from email.message import EmailMessage
@@ -187,6 +188,18 @@ class World:
             await asyncio.sleep(0.02)
         raise AssertionError(f"{recipient} got {len(self.messages_to(recipient))} of {count}")
 
+    async def settle(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
+        """Until every stored message is processed and every queued delivery handed over."""
+        async with asyncio.timeout(timeout):
+            while True:
+                rows = await self.store.read(
+                    "SELECT (SELECT count(*) FROM inbound WHERE state = 'received'),"
+                    " (SELECT count(*) FROM deliveries WHERE state IN ('queued', 'sending'))"
+                )
+                if not rows[0][0] and not rows[0][1]:
+                    return
+                await asyncio.sleep(0.02)
+
     async def moderation_address(self, coordinator: str = COORDINATOR, index: int = -1) -> str:
         """The token address of the (last) moderation mail this coordinator got."""
         message = (await self.wait_for_mail_to(coordinator))[index]
@@ -236,6 +249,10 @@ def gateway_key(kind: str = "ed25519") -> bytes:
     if kind not in _GATEWAY_KEYS:
         _GATEWAY_KEYS[kind] = generate_key(kind, 2048)
     return _GATEWAY_KEYS[kind]
+
+
+# The ``make_world`` fixture (conftest.py): start a world with config overrides.
+MakeWorld = Callable[..., Awaitable["World"]]
 
 
 async def start_world(tmp: Path, *, key_kind: str = "ed25519", **overrides: str) -> World:
