@@ -16,8 +16,9 @@ from .config import Config, MailingList
 from .decision import Decision, DecisionKind, read_decision
 from .errors import GatewayError
 from .holding import parse
-from .models import Inbound, InboundState, Submission, SubmissionState
+from .models import Inbound, InboundState, ReplyState, Submission, SubmissionState
 from .notices import DECISION_WORDS, Notice, NoticeWriter, local_time
+from .reply_relay import ReplyRelay
 from .services import Services
 from .store import Store
 
@@ -40,6 +41,7 @@ class Approval:
         self._config = config
         self._store = store
         self._writer = writer
+        self._replies = ReplyRelay(config, store, writer)
 
     async def handle_reply(self, item: Inbound) -> None:
         """A coordinator's authenticated reply to a moderation mail."""
@@ -68,6 +70,8 @@ class Approval:
         inbound: Inbound | None = None,
     ) -> Applied:
         """Record the decision, publish or refuse, tell the agency (and the decider)."""
+        if held.reply_id is not None:
+            return await self._apply_to_reply(held, lst, decision, actor=actor, inbound=inbound)
         approve = decision.kind is DecisionKind.APPROVE
         state = SubmissionState.APPROVED if approve else SubmissionState.REJECTED
         applied = Applied(decided=False)
@@ -96,6 +100,54 @@ class Approval:
                  members=applied.member_count, by_cli=inbound is None)
         return applied
 
+    async def _apply_to_reply(
+        self, held: Submission, lst: MailingList, decision: Decision, *, actor: str,
+        inbound: Inbound | None,
+    ) -> Applied:
+        """A held member reply: relay it or not. Nobody else is told (the member was told
+        it waits for a check; a refusal is not worth a second mail to them)."""
+        assert held.reply_id is not None
+        approve = decision.kind is DecisionKind.APPROVE
+        state = SubmissionState.APPROVED if approve else SubmissionState.REJECTED
+        async with self._store.transaction() as db:
+            decided = await Store.decide_submission(
+                db, held.id, state, decided_by=actor, reason=decision.reason, note=decision.note
+            )
+            if decided:
+                await Store.audit(db, actor=actor, action=f"reply_{state.value}",
+                                  subject=f"submission:{held.id}", detail=decision.reason)
+                if approve:
+                    await self._replies.release(db, held.reply_id)
+                else:
+                    await Store.set_reply_state(db, held.reply_id, ReplyState.REJECTED)
+                if inbound is not None:
+                    await self._confirm_reply_decision(db, held, lst, actor, approve)
+            if inbound is not None:
+                await Store.finish_inbound(db, inbound.id, InboundState.PROCESSED)
+        if decided:
+            log.info(f"held.{state.value}", submission_id=held.id, reply_id=held.reply_id,
+                     by_cli=inbound is None)
+        return Applied(decided=decided)
+
+    async def _confirm_reply_decision(
+        self, db: aiosqlite.Connection, held: Submission, lst: MailingList, actor: str,
+        approve: bool,
+    ) -> None:
+        assert held.reply_id is not None
+        record = await self._store.reply_record(held.reply_id)
+        details = record[2] if record else {}
+        words = DECISION_WORDS[lst.language]
+        notice = Notice(
+            to=actor, text="reply_decision_confirmed", language=lst.language,
+            fields={"subject": held.subject, "list_name": lst.name,
+                    "pseudonym": details.get("pseudonym", "?"),
+                    "recipients": details.get("recipients", "?"),
+                    "decision": words["approved" if approve else "rejected"]},
+            from_name=f"{lst.name} moderatie", from_local="postmaster",
+        )
+        await self._writer.queue(db, notice, kind="confirmation",
+                                 source_key=f"decision-confirmed:{held.id}")
+
     async def decide_by_admin(
         self, submission_id: int, *, approve: bool, text: str, actor: str
     ) -> str:
@@ -116,6 +168,10 @@ class Approval:
         applied = await self.apply(held, lst, decision, actor=actor)
         if not applied.decided:
             raise DecisionRefused(f"item {submission_id} was decided by someone else just now")
+        if held.reply_id is not None:
+            if approve:
+                return f"approved item {submission_id}: the member's reply is passed on"
+            return f"rejected item {submission_id}: the member's reply is not passed on"
         if approve:
             return (f"approved item {submission_id}: bulletin {applied.bulletin_id} queued for "
                     f"{applied.member_count} members of {lst.id}")

@@ -81,7 +81,7 @@ def _row(item: Submission) -> tuple[str, ...]:
     subject = printable(item.subject).replace("\n", " ")
     subject = subject if len(subject) <= 40 else subject[:39] + "…"
     return (
-        str(item.id), item.list_id, item.agency_id, printable(item.sender), subject,
+        str(item.id), item.list_id, item.agency_id or "(reply)", printable(item.sender), subject,
         local_time(item.created_at), local_time(item.expires_at), item.state.value,
     )  # fmt: skip
 
@@ -94,6 +94,11 @@ def held_show(args: argparse.Namespace) -> int:
         item = await services.store.submission(args.item_id)
         if item is None:
             raise CliError(f"no held item {args.item_id}", EXIT_FAILURE)
+        if item.reply_id is not None:
+            # A member reply is shown as it would be relayed: the admin's terminal is no
+            # place for the member's identity either.
+            record = await services.store.reply_record(item.reply_id)
+            return item, (record[3] or b"") if record is not None else b""
         inbound = await services.store.inbound(item.inbound_id)
         return item, inbound.raw if inbound is not None else b""
 
@@ -107,7 +112,10 @@ def held_show(args: argparse.Namespace) -> int:
 def _print_item(item: Submission) -> None:
     print(f"held item {item.id}: {item.state.value}")
     print(f"  list:     {item.list_id}")
-    print(f"  agency:   {item.agency_id} ({printable(item.sender)})")
+    if item.reply_id is not None:
+        print("  kind:     a member's reply, anonymised (as it would be passed on)")
+    else:
+        print(f"  agency:   {item.agency_id} ({printable(item.sender)})")
     print(f"  created:  {local_time(item.created_at)}")
     print(f"  expires:  {local_time(item.expires_at)}")
     if item.decided_at:

@@ -15,9 +15,10 @@ import structlog
 
 from .config import Config, MailingList
 from .mailtext import best_text
-from .models import Inbound, InboundState, Submission, SubmissionState
+from .models import Inbound, InboundState, ReplyState, Submission, SubmissionState
 from .notices import DECISION_WORDS, Notice, NoticeWriter, local_time
 from .render_headers import one_line
+from .reply_review import review_notices
 from .store import Store
 from .tokens import MODERATION_PREFIX, new_moderation_token, token_address, token_hash
 
@@ -120,9 +121,12 @@ class Holding:
         if lst is None or item is None:
             return
         token = new_moderation_token()
-        count = await self._store.active_member_count(held.list_id)
-        notices = self.requests(held, lst, parse(item.raw), item, count, token,
-                                text="moderation_reminder")
+        if held.reply_id is not None:
+            notices = await self._reply_reminders(held, lst, token)
+        else:
+            count = await self._store.active_member_count(held.list_id)
+            notices = self.requests(held, lst, parse(item.raw), item, count, token,
+                                    text="moderation_reminder")
         async with self._store.transaction() as db:
             if not await Store.mark_reminded(db, held.id):
                 return
@@ -131,6 +135,20 @@ class Holding:
                 await self._writer.queue(db, notice, kind="moderation_reminder",
                                          source_key=f"moderation-reminder:{held.id}")
         log.info("held.reminded", submission_id=held.id)
+
+    async def _reply_reminders(
+        self, held: Submission, lst: MailingList, token: str
+    ) -> list[Notice]:
+        assert held.reply_id is not None
+        record = await self._store.reply_record(held.reply_id)
+        if record is None:
+            return []
+        _, _, report, entity = record
+        if entity is None:
+            return []
+        details = {k: str(v) for k, v in report.items() if isinstance(v, str)}
+        return review_notices(self._config, lst, held, token, details, entity,
+                              text="reply_review_reminder")
 
     async def expire(self, held: Submission) -> None:
         lst = self._config.list_by_id(held.list_id)
@@ -141,6 +159,11 @@ class Holding:
                 reason=DECISION_WORDS[language]["expired"],
             )
             if not changed:
+                return
+            if held.reply_id is not None:
+                # A held member reply: nobody to tell but the log; it is simply not relayed.
+                await Store.set_reply_state(db, held.reply_id, ReplyState.REJECTED)
+                log.info("held.expired", submission_id=held.id, reply_id=held.reply_id)
                 return
             days = round(self._config.moderation.expire_after.total_seconds() / 86400, 1)
             notice = Notice(

@@ -11,7 +11,8 @@ class RouteKind(StrEnum):
 
     POST = "post"  # a list address or the intake address
     MODERATION = "moderation"  # moderatie+<token>@: a coordinator's decision
-    REPLY = "reply"  # reactie+<token>@: a member's reply to a bulletin
+    REPLY = "reply"  # reactie+<member token>@: a member's reply to a bulletin or an answer
+    ANSWER = "answer"  # reactie+<thread token>@: an agency's answer to a relayed reply
     BOUNCE = "bounce"  # bounce+<token>@: VERP return path of a delivery
     POSTMASTER = "postmaster"  # postmaster@, abuse@ (RFC 2142)
 
@@ -32,6 +33,14 @@ class SubmissionState(StrEnum):
     APPROVED = "approved"
     REJECTED = "rejected"
     EXPIRED = "expired"
+
+
+class ReplyState(StrEnum):
+    RELAYED = "relayed"  # queued to its recipients
+    HELD = "held"  # waiting for a coordinator (review_replies, or over the hourly limit)
+    REJECTED = "rejected"  # a coordinator said no, or the review expired
+    EMPTY = "empty"  # nothing of the writer's own (only quoted text): not relayed
+    UNREADABLE = "unreadable"  # encrypted: returned to the writer, not relayed
 
 
 class DeliveryState(StrEnum):
@@ -80,6 +89,21 @@ class Submission:
     decided_by: str
     reason: str
     note: str
+    reply_id: int | None = None  # a member reply under review, not agency mail
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyThread:
+    id: int
+    bulletin_id: int
+    member_id: int | None
+    list_id: str
+    pseudonym: str
+    token: str
+    member_token: str
+    answerer: str
+    created_at: float
+    expires_at: float
 
 
 @dataclass(frozen=True, slots=True)

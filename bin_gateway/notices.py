@@ -59,7 +59,7 @@ class Notice:
 class NoticeWriter:
     def __init__(self, *, domain: str, signer: Signer) -> None:
         self._domain = domain
-        self._signer = signer
+        self.signer = signer  # also signs relayed replies (reply_relay)
 
     def build(self, notice: Notice) -> bytes:
         text = render(notice.language, notice.text, **notice.fields)
@@ -79,7 +79,7 @@ class NoticeWriter:
                 notice.attachment, maintype="application", subtype="octet-stream",
                 filename=notice.attachment_name,
             )
-        return self._signer.sign_message(message.as_bytes())
+        return self.signer.sign_message(message.as_bytes())
 
     async def queue(
         self, db: aiosqlite.Connection, notice: Notice, *, kind: str, source_key: str

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import re
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -27,6 +28,10 @@ from .signing import Signer
 from .store import DeliveryOutcome, Store
 from .tokens import BOUNCE_PREFIX, REPLY_PREFIX, token_address
 from .transport import SendResult, SendStatus, Transport
+
+# A smarthost's reply often names the recipient ("550 5.1.1 <jan@...>: unknown"); the log
+# keeps the delivery id instead, so a member's address never reaches it (SPEC §8).
+_NO_ADDRESS = re.compile(r"[^\s<>\"']+@[^\s<>\"']+")
 
 log = structlog.get_logger("bin_gateway.outbox")
 
@@ -134,7 +139,8 @@ class Outbox:
         for o in outcomes:
             event = {DeliveryState.SENT: "delivery.sent", DeliveryState.QUEUED:
                      "delivery.deferred"}.get(o.state, "delivery.failed")
-            log.info(event, delivery_id=o.delivery_id, code=o.code, reply=o.reply[:200])
+            log.info(event, delivery_id=o.delivery_id, code=o.code,
+                     reply=_NO_ADDRESS.sub("[address]", o.reply[:200]))
 
     def _judge(self, delivery: Delivery, result: SendResult) -> DeliveryOutcome:
         if result.status is SendStatus.SENT:

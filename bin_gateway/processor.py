@@ -19,6 +19,7 @@ from .config import Config
 from .holding import Holding, parse, subject_of
 from .models import Inbound, InboundState, RouteKind
 from .notices import Notice, NoticeWriter
+from .reply_relay import ReplyRelay
 from .store import Store
 
 log = structlog.get_logger("bin_gateway.processor")
@@ -37,6 +38,7 @@ class Processor:
         self._wake_outbox = wake_outbox
         self.holding = Holding(config, store, writer)
         self.approval = Approval(config, store, writer)
+        self.replies = ReplyRelay(config, store, writer)
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
@@ -65,6 +67,10 @@ class Processor:
                 await self._post(item)
             elif item.route is RouteKind.MODERATION:
                 await self.approval.handle_reply(item)
+            elif item.route is RouteKind.REPLY:
+                await self.replies.member_reply(item)
+            elif item.route is RouteKind.ANSWER:
+                await self.replies.answer(item)
             elif item.route is RouteKind.BOUNCE:
                 await self._bounce(item)
             elif item.route is RouteKind.POSTMASTER:

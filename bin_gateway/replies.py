@@ -49,6 +49,9 @@ DNS_TEMPFAIL = SmtpReply(
 LOCAL_ERROR = SmtpReply(451, "4.3.0", "Temporary local problem; try again later")
 STORAGE_FULL = SmtpReply(452, "4.3.1", "Insufficient system storage; try again later")
 SHUTTING_DOWN = SmtpReply(421, "4.3.2", "Service shutting down; try again later")
-REPLIES_NOT_ENABLED = SmtpReply(
-    550, "5.7.1", "Replies to bulletins are not relayed yet; please contact your coordinator"
+NOT_THE_MEMBER = SmtpReply(
+    550, "5.7.1", "This reply address belongs to a member of the list; send from that address"
+)
+NOT_THREAD_PARTY = SmtpReply(
+    550, "5.7.1", "Only the agency or a coordinator of the list can answer through this address"
 )

@@ -96,12 +96,42 @@ class Router:
     async def _delivery(self, prefix: str, token: str) -> Route | SmtpReply:
         if not is_delivery_token(token):
             return replies.UNKNOWN_RECIPIENT
+        if prefix == REPLY_PREFIX:
+            return await self._reply(token)
         delivery = await self._store.delivery_by_token(token)
         if delivery is None:
             return replies.UNKNOWN_RECIPIENT
-        if prefix == BOUNCE_PREFIX:
-            return Route(RouteKind.BOUNCE, str(delivery.id))
-        if delivery.bulletin_id is None:
+        return Route(RouteKind.BOUNCE, str(delivery.id))
+
+    async def _reply(self, token: str) -> Route | SmtpReply:
+        """``reactie+<token>@``: a member writing into a thread, or the agency answering.
+
+        The member side is the token of their bulletin copy (the thread's ``member_token``
+        once the thread exists); the agency side is the thread's own token. Both stop
+        working ``reply_thread_lifetime`` after the bulletin.
+        """
+        now = time.time()
+        thread = await self._store.thread_by_token(token)
+        if thread is not None:
+            if thread.member_id is None:
+                return replies.UNKNOWN_RECIPIENT  # the member has left the list
+            if thread.expires_at <= now:
+                return replies.EXPIRED_TOKEN
+            return Route(RouteKind.ANSWER, str(thread.id))
+        thread = await self._store.thread_by_member_token(token)
+        if thread is not None:
+            if thread.member_id is None:
+                return replies.UNKNOWN_RECIPIENT
+            if thread.expires_at <= now:
+                return replies.EXPIRED_TOKEN
+            return Route(RouteKind.REPLY, f"{thread.bulletin_id}:{thread.member_id}")
+        delivery = await self._store.delivery_by_token(token)
+        if delivery is None or delivery.bulletin_id is None or delivery.member_id is None:
             return replies.UNKNOWN_RECIPIENT  # our notices carry no reply address
-        # Relaying members' replies is issue #3; until then say so plainly.
-        return replies.REPLIES_NOT_ENABLED
+        bulletin = await self._store.bulletin(delivery.bulletin_id)
+        lst = self._config.list_by_id(bulletin.list_id) if bulletin else None
+        if bulletin is None or lst is None:
+            return replies.UNKNOWN_RECIPIENT
+        if bulletin.created_at + lst.reply_thread_lifetime.total_seconds() <= now:
+            return replies.EXPIRED_TOKEN
+        return Route(RouteKind.REPLY, f"{bulletin.id}:{delivery.member_id}")

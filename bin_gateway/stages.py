@@ -6,6 +6,7 @@ the route tables at the bottom read top to bottom as the policy.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from . import replies
@@ -13,8 +14,9 @@ from .auth.authenticate import Requirement, authenticate
 from .auth.author import Author, Refusal, parse_author
 from .auth.dns import Resolver
 from .config import Config
+from .config.values import address_key
 from .errors import DnsTemporaryError
-from .models import RouteKind
+from .models import MemberState, RouteKind
 from .pipeline import PROCEED, Outcome, Session, Stage, Verdict, discard, reject
 from .store import Store
 
@@ -23,6 +25,14 @@ from .store import Store
 LOOP_HEADER = "X-Loop"
 _AUTO_PRECEDENCE = ("bulk", "junk", "list", "auto_reply")
 _AUTO_HEADERS = ("X-Autoreply", "X-Autorespond", "X-Auto-Response-Suppress")
+# Out-of-office subjects of clients that set none of the headers above (checked at the
+# start only: "Re: afwezig op maandag" is a person writing).
+_AUTO_SUBJECT = re.compile(
+    r"^\s*(?:automatisch antwoord|automatische? (?:antwoord|reply|response)|afwezig(?:heid)?"
+    r"|afwezigheidsmelding|out of (?:the )?office|autoreply|auto-reply|automatic reply"
+    r"|abwesenheitsnotiz|r[ée]ponse automatique)\b",
+    re.IGNORECASE,
+)
 
 
 class SessionStages:
@@ -43,6 +53,18 @@ class SessionStages:
             return (
                 self.drop_loops, self.drop_auto_replies, self.read_author,
                 self.require_coordinator, self.authenticate_author, self.drop_replays,
+            )
+        if kind is RouteKind.REPLY:
+            # Members are known by the token address and their own From (SPEC §5), not
+            # by DKIM: many members' providers sign nothing.
+            return (
+                self.drop_loops, self.drop_auto_replies, self.read_author,
+                self.require_member, self.drop_replays,
+            )
+        if kind is RouteKind.ANSWER:
+            return (
+                self.drop_loops, self.drop_auto_replies, self.read_author,
+                self.require_thread_party, self.authenticate_author, self.drop_replays,
             )
         if kind is RouteKind.POSTMASTER:
             return (self.drop_loops,)
@@ -70,6 +92,10 @@ class SessionStages:
             return discard(f"Precedence: {precedence}")
         if any(name in message for name in _AUTO_HEADERS):
             return discard("auto-reply header")
+        if message.get_content_type() == "multipart/report":
+            return discard("a delivery or read report")
+        if _AUTO_SUBJECT.match(str(message.get("Subject", ""))):
+            return discard("out-of-office subject")
         return PROCEED
 
     async def read_author(self, session: Session) -> Verdict:
@@ -111,6 +137,49 @@ class SessionStages:
             return reject(replies.NOT_A_COORDINATOR, f"not a coordinator of {lst.id}")
         return PROCEED
 
+    async def require_member(self, session: Session) -> Verdict:
+        """The reply address is the member's: From must be them, or another list member.
+
+        Another member (a partner answering from their own address) is let through and
+        gets their own thread; the fact is kept so the relay can say so. The reasons
+        logged here name member ids, never addresses.
+        """
+        bulletin_id, _, member_id = session.targets[0].partition(":")
+        bulletin = await self._store.bulletin(int(bulletin_id))
+        owner = await self._store.member(int(member_id))
+        if bulletin is None or owner is None:
+            return reject(replies.UNKNOWN_RECIPIENT, "bulletin or member is gone")
+        writer = _author(session).address
+        if address_key(writer) == address_key(owner.email):
+            member = owner
+        else:
+            other = await self._store.member_by_address(bulletin.list_id, writer)
+            if other is None:
+                return reject(replies.NOT_THE_MEMBER,
+                              f"From is not member {owner.id} nor on list {bulletin.list_id}")
+            member = other
+            session.facts["for_member"] = owner.id
+        if member.state is not MemberState.ACTIVE:
+            return reject(replies.NOT_THE_MEMBER, f"member {member.id} is {member.state.value}")
+        session.facts["thread"] = {"bulletin_id": bulletin.id, "member_id": member.id}
+        return PROCEED
+
+    async def require_thread_party(self, session: Session) -> Verdict:
+        """An answer into a thread comes from an agency sender or the list's coordinator."""
+        thread = await self._store.thread(int(session.targets[0]))
+        lst = self._config.list_by_id(thread.list_id) if thread is not None else None
+        if thread is None or lst is None:
+            return reject(replies.UNKNOWN_RECIPIENT, "thread or its list is gone")
+        writer = _author(session).address
+        agency = self._config.agency_for(writer)
+        if agency is not None:
+            session.facts["answer_as"] = {"agency": agency.id}
+        elif lst.is_coordinator(writer):
+            session.facts["answer_as"] = {"coordinator": lst.id}
+        else:
+            return reject(replies.NOT_THREAD_PARTY, f"not an agency or coordinator of {lst.id}")
+        return PROCEED
+
     async def authenticate_author(self, session: Session) -> Verdict:
         author = _author(session)
         try:
@@ -134,8 +203,17 @@ class SessionStages:
     async def drop_replays(self, session: Session) -> Verdict:
         """A sender retrying after a lost 250 must not create a second held item."""
         message_id = message_id_of(session)
-        kind = RouteKind.POST if "posts" in session.facts else RouteKind.MODERATION
-        if await self._store.seen_message(kind, _author(session).address.lower(), message_id):
+        if "posts" in session.facts:
+            kind = RouteKind.POST
+        elif "thread" in session.facts:
+            kind = RouteKind.REPLY
+        elif "answer_as" in session.facts:
+            kind = RouteKind.ANSWER
+        else:
+            kind = RouteKind.MODERATION
+        target = session.targets[0] if kind in (RouteKind.REPLY, RouteKind.ANSWER) else None
+        author = _author(session).address.lower()
+        if await self._store.seen_message(kind, author, message_id, target):
             return discard(f"already accepted Message-ID {message_id}")
         return PROCEED
 

@@ -24,6 +24,7 @@ from bin_gateway.config import (
     InboundSettings,
     MailingList,
     ModerationSettings,
+    Pseudonyms,
     StartTls,
     Subscription,
     TlsSettings,
@@ -111,6 +112,11 @@ subscription = "approval"
 subject_prefix = "BIN:"
 language = "nl"
 redact_contact_details = false
+review_replies = true
+acknowledge_replies = false
+reply_thread_lifetime = "30d"
+pseudonyms = "per_list"
+replies_per_hour = 3
 """
 
 
@@ -209,6 +215,11 @@ def test_full_file_parses_to_expected_values(confdir: Path) -> None:
             subject_prefix="BIN:",
             language="nl",
             redact_contact_details=False,
+            review_replies=True,
+            acknowledge_replies=False,
+            reply_thread_lifetime=timedelta(days=30),
+            pseudonyms=Pseudonyms.PER_LIST,
+            replies_per_hour=3,
         ),
     )
 
@@ -713,3 +724,18 @@ def test_example_file_sets_every_key() -> None:
         assert set(raw[name]) == {f.name for f in dataclasses.fields(cls)}, name
     assert set(raw["agencies"][0]) == {f.name for f in dataclasses.fields(Agency)}
     assert set(raw["lists"][0]) == {f.name for f in dataclasses.fields(MailingList)}
+
+
+def test_reply_settings_default_and_bad_values_are_reported_together(confdir: Path) -> None:
+    """The F4 list keys default sensibly; wrong values are all reported with their keys."""
+    lst = _load(confdir, MINIMAL).lists[0]
+    assert (lst.review_replies, lst.acknowledge_replies, lst.pseudonyms,
+            lst.replies_per_hour) == (False, True, Pseudonyms.PER_BULLETIN, 10)
+    assert lst.reply_thread_lifetime == timedelta(days=90)
+    text = MINIMAL.replace("coordinators =", (
+        'review_replies = "ja"\npseudonyms = "soms"\nreplies_per_hour = 0\n'
+        'reply_thread_lifetime = "0s"\ncoordinators ='))
+    problems = _problems(confdir, text)
+    for key in ("review_replies", "pseudonyms", "replies_per_hour", "reply_thread_lifetime"):
+        assert any(p.startswith(f"lists[0].{key}") or f".{key}:" in p for p in problems), (
+            key, problems)

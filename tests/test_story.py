@@ -6,23 +6,16 @@ OK; every member gets exactly one signed copy; the agency hears the outcome.
 
 from __future__ import annotations
 
-import dkim
-import dns.resolver
-
 from bin_gateway.models import DeliveryState, SubmissionState
-from tests.support.world import AGENCY, COORDINATOR, COORDINATOR_2, DOMAIN, MakeWorld, World
-
-
-def verify_with_zone(world: World, data: bytes) -> bool:
-    """dkimpy's own verifier, fetching the key from the test DNS server."""
-    def dnsfunc(name: bytes, timeout: int = 5) -> bytes:
-        resolver = dns.resolver.Resolver(configure=False)
-        resolver.nameservers = ["127.0.0.1"]
-        resolver.port = world.dns.port
-        answer = resolver.resolve(name.decode().rstrip("."), "TXT")
-        return b"".join(b"".join(r.strings) for r in answer)
-
-    return bool(dkim.verify(data, dnsfunc=dnsfunc))
+from tests.support.world import (
+    AGENCY,
+    COORDINATOR,
+    COORDINATOR_2,
+    DOMAIN,
+    MakeWorld,
+    World,
+    verify_with_zone,
+)
 
 
 async def test_agency_bulletin_reaches_every_member_after_approval(world: World) -> None:

@@ -27,6 +27,7 @@ from bin_gateway.config.settings import (
     InboundSettings,
     MailingList,
     ModerationSettings,
+    Pseudonyms,
     StartTls,
     Subscription,
     TlsSettings,
@@ -180,6 +181,14 @@ def _read_list(t: Table, gateway: GatewaySettings) -> MailingList:
         subject_prefix=t.parsed("subject_prefix", display_text, f"[{name}]", ""),
         language=t.parsed("language", supported_language, gateway.language, gateway.language),
         redact_contact_details=t.boolean("redact_contact_details", True),
+        review_replies=t.boolean("review_replies", False),
+        acknowledge_replies=t.boolean("acknowledge_replies", True),
+        reply_thread_lifetime=t.parsed(
+            "reply_thread_lifetime", positive(parse_duration), "90d", timedelta(days=90)
+        ),
+        pseudonyms=t.parsed("pseudonyms", choice(Pseudonyms), "per_bulletin",
+                            Pseudonyms.PER_BULLETIN),
+        replies_per_hour=t.integer("replies_per_hour", 10, 1, 10_000),
     )
 
 

@@ -39,6 +39,11 @@ class StartTls(StrEnum):
     REQUIRED = "required"  # refuse to send in clear; certificate verified
 
 
+class Pseudonyms(StrEnum):
+    PER_BULLETIN = "per_bulletin"  # a fresh pseudonym in every bulletin's thread
+    PER_LIST = "per_list"  # one pseudonym per member across the list's bulletins
+
+
 class Subscription(StrEnum):
     OPEN = "open"
     APPROVAL = "approval"
@@ -133,6 +138,11 @@ class MailingList:
     subject_prefix: str
     language: str
     redact_contact_details: bool
+    review_replies: bool  # hold each member reply for a coordinator's OK before relaying
+    acknowledge_replies: bool  # tell the member the reply was passed on, and what was removed
+    reply_thread_lifetime: timedelta  # how long after the bulletin its reply addresses work
+    pseudonyms: Pseudonyms
+    replies_per_hour: int  # per member; further replies are held for the coordinators
 
     def is_coordinator(self, address: str) -> bool:
         key = address_key(address)

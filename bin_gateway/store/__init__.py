@@ -9,11 +9,12 @@ from .inbound import InboundQueries, NewInbound
 from .members import MemberQueries
 from .moderation import ModerationQueries
 from .queue import DeliveryOutcome, QueueQueries
+from .replies import ReplyQueries
 
 __all__ = ["DeliveryOutcome", "NewInbound", "Store", "now", "open_store"]
 
 
-class Store(InboundQueries, MemberQueries, ModerationQueries, QueueQueries):
+class Store(InboundQueries, MemberQueries, ModerationQueries, QueueQueries, ReplyQueries):
     """All queries of the gateway, over one writer and one reader connection."""
 
 

@@ -68,13 +68,17 @@ class InboundQueries(StoreBase):
         row = await self.read_one("SELECT * FROM inbound WHERE id = ?", (inbound_id,))
         return _inbound(row) if row else None
 
-    async def seen_message(self, route: RouteKind, author: str, message_id: str) -> bool:
-        """Whether this author's Message-ID was already accepted on this route (replay)."""
+    async def seen_message(
+        self, route: RouteKind, author: str, message_id: str, target: str | None = None
+    ) -> bool:
+        """Whether this author's Message-ID was already accepted on this route (replay);
+        with ``target``, only on that target (one reply sent to two threads is two)."""
         if not message_id:
             return False
         row = await self.read_one(
-            "SELECT 1 FROM inbound WHERE author = ? AND message_id = ? AND route = ? LIMIT 1",
-            (author, message_id, route.value),
+            "SELECT 1 FROM inbound WHERE author = ? AND message_id = ? AND route = ?"
+            " AND (? IS NULL OR target = ?) LIMIT 1",
+            (author, message_id, route.value, target, target),
         )
         return row is not None
 

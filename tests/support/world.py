@@ -20,6 +20,8 @@ from email.parser import BytesParser
 from pathlib import Path
 
 import aiosmtplib
+import dkim
+import dns.resolver
 
 from bin_gateway.app import Gateway
 from bin_gateway.config import Config, load_config
@@ -79,6 +81,7 @@ lists = ["buurt-noord", "buurt-zuid"]
 id = "buurt-noord"
 name = "BIN Noord"
 coordinators = ["{coordinator}", "{coordinator_2}"]
+{noord_extra}
 
 [[lists]]
 id = "buurt-zuid"
@@ -233,6 +236,7 @@ def write_config(tmp: Path, *, dns_port: int, sink_port: int, key_pem: bytes,
         "remind_after": "24h", "sink_port": str(sink_port), "retry_after": "200ms",
         "give_up_after": "4d", "agency_domain": AGENCY_DOMAIN, "coordinator": COORDINATOR,
         "coordinator_2": COORDINATOR_2, "gateway_selector": GATEWAY_SELECTOR,
+        "noord_extra": "",  # more keys of list buurt-noord, e.g. "review_replies = true"
     } | overrides
     key_path = tmp / "dkim.pem"
     if not key_path.exists():
@@ -278,3 +282,15 @@ async def restart(world: World) -> World:
     await world.gateway.stop()
     world.gateway = await Gateway.start(world.config)
     return world
+
+
+def verify_with_zone(world: World, data: bytes) -> bool:
+    """dkimpy's own verifier, fetching the key from the test DNS server."""
+    def dnsfunc(name: bytes, timeout: int = 5) -> bytes:
+        resolver = dns.resolver.Resolver(configure=False)
+        resolver.nameservers = ["127.0.0.1"]
+        resolver.port = world.dns.port
+        answer = resolver.resolve(name.decode().rstrip("."), "TXT")
+        return b"".join(b"".join(r.strings) for r in answer)
+
+    return bool(dkim.verify(data, dnsfunc=dnsfunc))

@@ -1,0 +1,311 @@
+"""F4: member replies relayed anonymised, and the answers relayed back to the member.
+
+A *thread* is one member x one bulletin, with a pseudonym ("Bewoner K7Q2") and two
+addresses: the member writes to ``reactie+<member_token>@`` (the reply address of their
+bulletin copy), the agency or coordinator answers ``reactie+<token>@``. Neither side
+ever sees the other's address: every message is rebuilt by :func:`anonymise` and sent
+with our headers (:mod:`relay_message`).
+
+Everything one reply causes (thread, reply row, relayed copies or the held item, the
+member's acknowledgement, the inbound row marked processed) commits in one transaction.
+Logs name member, thread and reply ids, never an address or a name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from dataclasses import asdict, dataclass
+
+import aiosqlite
+import structlog
+
+from .anonymise import Identity, Policy, Report, anonymise
+from .config import Config, MailingList
+from .config.values import address_key
+from .models import Bulletin, Inbound, InboundState, Member, ReplyState, ReplyThread
+from .notices import Notice, NoticeWriter
+from .relay_message import RelayHeaders, relay_message
+from .reply_review import RATE, REVIEW, WHY_MEMBER, hold_reply, why
+from .reply_texts import coordinators_phrase, removed_summary
+from .store import Store, now
+from .tokens import REPLY_PREFIX, new_delivery_token
+
+log = structlog.get_logger("bin_gateway.reply_relay")
+
+# Four characters from an alphabet without look-alikes (no 0/O, 1/I, 2/Z, 5/S, 8/B):
+# 26^4 ~ 457,000 names, random, so nothing about the member can be derived from one.
+PSEUDONYM_ALPHABET = "ACDEFGHJKLMNPQRTUVWXY34679"
+RESIDENT = {"nl": "Bewoner", "en": "Resident"}
+COORDINATOR = {"nl": "Coördinator", "en": "Coordinator"}
+SUBJECT = {"nl": "Reactie van {who} op: {subject}", "en": "Reply from {who} to: {subject}"}
+HOUR = 3600.0
+
+
+def new_pseudonym() -> str:
+    return "".join(secrets.choice(PSEUDONYM_ALPHABET) for _ in range(4))
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    """A thread with what it belongs to."""
+
+    lst: MailingList
+    bulletin: Bulletin
+    thread: ReplyThread
+
+    @property
+    def language(self) -> str:
+        return self.lst.language
+
+    @property
+    def resident(self) -> str:
+        return f"{RESIDENT.get(self.language, RESIDENT['en'])} {self.thread.pseudonym}"
+
+
+class ReplyRelay:
+    def __init__(self, config: Config, store: Store, writer: NoticeWriter) -> None:
+        self._config = config
+        self._store = store
+        self._writer = writer
+        self._domain = config.gateway.domain
+
+    # -- member -> agency ----------------------------------------------------------------
+
+    async def member_reply(self, item: Inbound) -> None:
+        key = item.facts.get("thread")
+        assert isinstance(key, dict), "the require_member stage stores the thread key"
+        bulletin = await self._store.bulletin(int(key["bulletin_id"]))
+        member = await self._store.member(int(key["member_id"]))
+        lst = self._config.list_by_id(bulletin.list_id) if bulletin else None
+        if bulletin is None or member is None or lst is None:
+            await self._finish(item, "bulletin, member or list is gone")
+            return
+        identity = Identity(
+            addresses=_unique(member.email, item.author),
+            names=_unique(member.name, str(item.facts.get("author_name", ""))),
+        )
+        policy = Policy(redact_contact_details=lst.redact_contact_details,
+                        language=lst.language)
+        # CPU work (HTML, images): off the event loop, which is serving SMTP meanwhile.
+        entity, report = await asyncio.to_thread(anonymise, item.raw, identity, policy)
+        async with self._store.transaction() as db:
+            talk = await self._conversation(db, lst, bulletin, member.id)
+            state, held_because = await self._choose(db, talk, member, report)
+            details = {"pseudonym": talk.resident, "recipients": self._recipients_phrase(talk),
+                       "held_because": held_because}
+            reply_id = await Store.add_reply(
+                db, inbound_id=item.id, thread_id=talk.thread.id, direction="member",
+                state=state, report={**asdict(report), **details},
+                relay=entity if state is ReplyState.HELD else None,
+            )
+            if state is ReplyState.RELAYED:
+                await self._queue_relays(db, talk, entity, reply_id)
+            elif state is ReplyState.HELD:
+                await hold_reply(
+                    db, self._config, self._writer, inbound_id=item.id, lst=lst,
+                    subject=bulletin.subject, reply_id=reply_id, details=details, entity=entity,
+                )
+            await self._tell_member(db, talk, member, state, report, details, reply_id)
+            await Store.finish_inbound(db, item.id, InboundState.PROCESSED)
+        log.info(f"reply.{state.value}", reply_id=reply_id, thread_id=talk.thread.id,
+                 member_id=member.id, bulletin_id=bulletin.id, held_because=held_because,
+                 redacted=report.identity_redacted + report.addresses_redacted
+                 + report.phones_redacted, images=report.images_kept,
+                 dropped=len(report.dropped))
+
+    async def release(self, db: aiosqlite.Connection, reply_id: int) -> bool:
+        """A coordinator approved a held reply: relay it now (inside their transaction)."""
+        held = await Store.held_reply_in(db, reply_id)
+        if held is None:
+            return False
+        thread_id, entity = held
+        thread = await self._store.thread(thread_id)
+        bulletin = await self._store.bulletin(thread.bulletin_id) if thread else None
+        lst = self._config.list_by_id(bulletin.list_id) if bulletin else None
+        if thread is None or bulletin is None or lst is None:
+            return False
+        await self._queue_relays(db, Conversation(lst, bulletin, thread), entity, reply_id)
+        await Store.set_reply_state(db, reply_id, ReplyState.RELAYED)
+        return True
+
+    async def _conversation(
+        self, db: aiosqlite.Connection, lst: MailingList, bulletin: Bulletin, member_id: int
+    ) -> Conversation:
+        """The member's thread on this bulletin, opened on their first reply."""
+        thread = await Store.thread_in(db, bulletin.id, member_id)
+        if thread is None:
+            member_token = await Store.copy_token_in(db, bulletin.id, member_id)
+            name = None
+            if lst.pseudonyms.value == "per_list":
+                name = await Store.list_pseudonym(db, lst.id, member_id)
+            expires_at = bulletin.created_at + lst.reply_thread_lifetime.total_seconds()
+            for _ in range(50):  # a taken pseudonym in this bulletin: draw again
+                if await Store.create_thread(
+                    db, bulletin_id=bulletin.id, member_id=member_id, list_id=lst.id,
+                    pseudonym=name or new_pseudonym(), token=new_delivery_token(),
+                    member_token=member_token or new_delivery_token(), expires_at=expires_at,
+                ):
+                    break
+                name = None
+            thread = await Store.thread_in(db, bulletin.id, member_id)
+            assert thread is not None, "fifty pseudonym draws all taken"
+        return Conversation(lst, bulletin, thread)
+
+    async def _choose(
+        self, db: aiosqlite.Connection, talk: Conversation, member: Member, report: Report
+    ) -> tuple[ReplyState, str]:
+        if report.encrypted:
+            return ReplyState.UNREADABLE, ""
+        if not report.own_text:
+            return ReplyState.EMPTY, ""
+        if talk.lst.review_replies:
+            return ReplyState.HELD, REVIEW
+        relayed = await Store.replies_relayed_since(db, talk.lst.id, member.id, now() - HOUR)
+        if relayed >= talk.lst.replies_per_hour:
+            return ReplyState.HELD, RATE
+        return ReplyState.RELAYED, ""
+
+    def _targets(self, talk: Conversation) -> list[str]:
+        """Who gets the member's reply: the list's replies_to, and whoever answered last."""
+        found: list[str] = []
+        if "origin" in talk.lst.replies_to and talk.bulletin.origin:
+            found.append(talk.bulletin.origin)
+        if "coordinators" in talk.lst.replies_to:
+            found.extend(talk.lst.coordinators)
+        if talk.thread.answerer:
+            found.append(talk.thread.answerer)
+        seen: set[str] = set()
+        unique = []
+        for address in found:
+            key = address_key(address) or address.lower()
+            if key not in seen:
+                seen.add(key)
+                unique.append(address)
+        return unique
+
+    def _recipients_phrase(self, talk: Conversation) -> str:
+        """Who the reply goes to, as the member reads it."""
+        parts: list[str] = []
+        if "origin" in talk.lst.replies_to and talk.bulletin.origin:
+            parts.append(talk.bulletin.sender_name)
+        if "coordinators" in talk.lst.replies_to:
+            parts.append(coordinators_phrase(talk.language, talk.lst))
+        joiner = " en " if talk.language == "nl" else " and "
+        return joiner.join(parts)
+
+    async def _queue_relays(
+        self, db: aiosqlite.Connection, talk: Conversation, entity: bytes, reply_id: int
+    ) -> None:
+        template = SUBJECT.get(talk.language, SUBJECT["en"])
+        subject = template.format(who=talk.resident, subject=talk.bulletin.subject)
+        for target in self._targets(talk):
+            headers = RelayHeaders(
+                from_name=f"{talk.resident} ({talk.lst.name})",
+                from_local=f"{REPLY_PREFIX}+{talk.thread.token}", to=target, subject=subject,
+                thread_id=talk.thread.id,
+            )
+            message = self._writer.signer.sign_message(relay_message(entity, headers,
+                                                                     self._domain))
+            await Store.enqueue_message(
+                db, kind="relay", source_key=f"relay:{reply_id}:{target.lower()}",
+                envelope_from="", recipients=[target], message=message,
+            )
+
+    async def _tell_member(
+        self, db: aiosqlite.Connection, talk: Conversation, member: Member, state: ReplyState,
+        report: Report, details: dict[str, str], reply_id: int,
+    ) -> None:
+        """The acknowledgement; a reply that went nowhere is always explained."""
+        told = state in (ReplyState.EMPTY, ReplyState.UNREADABLE) or talk.lst.acknowledge_replies
+        if not told:
+            return
+        text = {ReplyState.RELAYED: "reply_relayed", ReplyState.HELD: "reply_held",
+                ReplyState.EMPTY: "reply_empty", ReplyState.UNREADABLE: "reply_unreadable"}[state]
+        language = talk.language
+        fields: dict[str, object] = {
+            "subject": talk.bulletin.subject, "list_name": talk.lst.name,
+            "recipients": details["recipients"], "pseudonym": talk.resident,
+            "removed": removed_summary(report, language),
+            "why": why(WHY_MEMBER, language, details["held_because"] or REVIEW, talk.lst),
+        }
+        notice = Notice(to=member.email, text=text, language=language, fields=fields,
+                        from_name=talk.lst.name, from_local="postmaster")
+        await self._writer.queue(db, notice, kind="reply_ack", source_key=f"reply-ack:{reply_id}")
+
+    # -- agency -> member ----------------------------------------------------------------
+
+    async def answer(self, item: Inbound) -> None:
+        """An agency's or coordinator's answer to a relayed reply, relayed to the member."""
+        thread = await self._store.thread(int(item.target))
+        member = await self._store.member(thread.member_id) if thread and thread.member_id else None
+        bulletin = await self._store.bulletin(thread.bulletin_id) if thread else None
+        lst = self._config.list_by_id(bulletin.list_id) if bulletin else None
+        if thread is None or member is None or bulletin is None or lst is None:
+            await self._finish(item, "thread, member or list is gone")
+            return
+        talk = Conversation(lst, bulletin, thread)
+        # The staff member's own address and name go the same way a member's do; the
+        # agency's public contact details (a station's number) may stay.
+        identity = Identity(addresses=(item.author,),
+                            names=_unique(str(item.facts.get("author_name", ""))))
+        policy = Policy(redact_contact_details=False, language=lst.language)
+        entity, report = await asyncio.to_thread(anonymise, item.raw, identity, policy)
+        state = (ReplyState.UNREADABLE if report.encrypted
+                 else ReplyState.RELAYED if report.own_text else ReplyState.EMPTY)
+        async with self._store.transaction() as db:
+            reply_id = await Store.add_reply(
+                db, inbound_id=item.id, thread_id=thread.id, direction="answer", state=state,
+                report=asdict(report),
+            )
+            if state is ReplyState.RELAYED:
+                await Store.set_answerer(db, thread.id, item.author)
+                await self._queue_answer(db, talk, member, entity, item, reply_id)
+            else:
+                await self._tell_answerer(db, talk, item, state, reply_id)
+            await Store.finish_inbound(db, item.id, InboundState.PROCESSED)
+        log.info("reply.answered" if state is ReplyState.RELAYED else f"reply.answer_{state}",
+                 reply_id=reply_id, thread_id=thread.id, member_id=member.id,
+                 bulletin_id=bulletin.id)
+
+    async def _queue_answer(
+        self, db: aiosqlite.Connection, talk: Conversation, member: Member, entity: bytes,
+        item: Inbound, reply_id: int,
+    ) -> None:
+        answer_as = item.facts.get("answer_as", {})
+        agency_id = answer_as.get("agency") if isinstance(answer_as, dict) else None
+        agency = next((a for a in self._config.agencies if a.id == agency_id), None)
+        who = agency.name if agency else COORDINATOR.get(talk.language, COORDINATOR["en"])
+        subject = f"Re: {talk.lst.subject_prefix} {talk.bulletin.subject}".replace("  ", " ")
+        headers = RelayHeaders(
+            from_name=f"{who} via {talk.lst.name}",
+            from_local=f"{REPLY_PREFIX}+{talk.thread.member_token}", to=member.email,
+            subject=subject, thread_id=talk.thread.id,
+        )
+        message = self._writer.signer.sign_message(relay_message(entity, headers, self._domain))
+        await Store.enqueue_message(
+            db, kind="answer", source_key=f"answer-relay:{reply_id}", envelope_from="",
+            recipients=[member.email], message=message,
+        )
+
+    async def _tell_answerer(
+        self, db: aiosqlite.Connection, talk: Conversation, item: Inbound, state: ReplyState,
+        reply_id: int,
+    ) -> None:
+        """An empty or encrypted answer: the (authenticated) answerer hears why."""
+        text = "reply_unreadable" if state is ReplyState.UNREADABLE else "reply_empty"
+        notice = Notice(
+            to=item.author, text=text, language=talk.language,
+            fields={"subject": talk.bulletin.subject, "list_name": talk.lst.name},
+            from_name=talk.lst.name, from_local="postmaster",
+        )
+        await self._writer.queue(db, notice, kind="answer", source_key=f"answer-ack:{reply_id}")
+
+    async def _finish(self, item: Inbound, reason: str) -> None:
+        async with self._store.transaction() as db:
+            await Store.finish_inbound(db, item.id, InboundState.PROCESSED, reason)
+        log.info("reply.dropped", inbound_id=item.id, reason=reason)
+
+
+def _unique(*values: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(v for v in values if v))
