@@ -210,6 +210,7 @@ _ATTRIBUTION = (
 _SEPARATOR = re.compile(
     r"^[-_=*\s]*(?:original(?:e)? message|oorspronkelijk bericht|origineel bericht|"
     r"ursprüngliche nachricht|message d'origine|forwarded message|doorgestuurd bericht|"
+    r"weitergeleitete nachricht|message transf[ée]r[ée]|wiadomo[śs][ćc] przekazana(?: dalej)?|"
     r"begin (?:forwarded|doorgestuurd) (?:message|bericht):?)[-_=*\s]*$",
     re.IGNORECASE,
 )
