@@ -18,23 +18,7 @@ import structlog
 
 from bin_gateway.models import ReplyState, SubmissionState
 from tests.support.dkim_keys import plain_message, sign
-
-try:
-    from tests.support.reply_corpus import decoded_dump, leaks
-except ImportError:  # TEMPORARY until the corpus helper lands
-    from email import policy as _p
-    from email.parser import BytesParser as _B
-
-    def decoded_dump(data: bytes) -> str:
-        m = _B(policy=_p.default).parsebytes(data)
-        out = [f"{k}: {v}" for k, v in m.items()]
-        for part in m.walk():
-            if part.get_content_maintype() == "text":
-                out.append(str(part.get_content()))
-        return "\n".join(out) + data.decode("latin-1")
-
-    def leaks(dump: str, strings: list[str]) -> list[str]:
-        return [s for s in strings if s.lower() in dump.lower()]
+from tests.support.reply_corpus import decoded_dump, leaks
 from tests.support.world import (
     AGENCY,
     COORDINATOR,
@@ -117,6 +101,14 @@ async def relays_to(world: World, recipient: str, count: int = 1) -> list[EmailM
         await asyncio.sleep(0.02)
 
 
+def raw_with(world: World, recipient: str, text: str) -> bytes:
+    """The bytes of the one message to ``recipient`` whose decoded text holds ``text``."""
+    found = [r.data for r in world.sink.messages
+             if recipient in r.rcpt_tos and text in decoded_dump(r.data)]
+    assert len(found) == 1, (recipient, text, len(found))
+    return found[0]
+
+
 def raw_to(world: World, recipient: str) -> list[bytes]:
     return [r.data for r in world.sink.messages if recipient in r.rcpt_tos]
 
@@ -165,8 +157,7 @@ async def test_two_way_thread_stays_anonymous_both_ways(world: World) -> None:
     display, member_side = parseaddr(str(back[0]["From"]))
     assert display == "Politie Oost-Brabant via BIN Noord"
     assert member_side == addresses[JAN]  # the member answers the address they know
-    answer_raw = next(r.data for r in world.sink.messages
-                      if JAN in r.rcpt_tos and b"hoe laat" in r.data)
+    answer_raw = raw_with(world, JAN, "hoe laat")
     assert leaks(decoded_dump(answer_raw), [AGENCY, "wijkagent.noord"]) == []
     assert verify_with_zone(world, answer_raw)
 
@@ -190,15 +181,14 @@ async def test_reply_from_a_stranger_is_refused_550_571(world: World) -> None:
 async def test_other_member_of_the_list_gets_their_own_pseudonym(world: World) -> None:
     """Anna answers through Jan's address: relayed, but as Anna's own thread."""
     addresses = await publish(world)
-    jan = member_reply(addresses[JAN], "Van Jan.")
+    jan = member_reply(addresses[JAN], "Het eerste bericht.")
     assert (await world.send(jan, addresses[JAN], mail_from=JAN)).accepted
     await relays_to(world, AGENCY)
-    anna = member_reply(addresses[JAN], "Van Anna.", sender=ANNA, name=ANNA_NAME)
+    anna = member_reply(addresses[JAN], "Het tweede bericht.", sender=ANNA, name=ANNA_NAME)
     assert (await world.send(anna, addresses[JAN], mail_from=ANNA)).accepted
     relays = await relays_to(world, AGENCY, 2)
     assert parseaddr(str(relays[0]["From"]))[0] != parseaddr(str(relays[1]["From"]))[0]
-    anna_raw = next(r.data for r in world.sink.messages
-                    if AGENCY in r.rcpt_tos and b"Van Anna" in r.data)
+    anna_raw = raw_with(world, AGENCY, "Het tweede bericht")
     assert leaks(decoded_dump(anna_raw), [ANNA, ANNA_NAME, JAN, JAN_NAME]) == []
 
 
