@@ -10,13 +10,10 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email import policy
-from email.headerregistry import Address
-from email.message import EmailMessage
 from email.utils import format_datetime
 
 from .notices import LOOP_ADDRESS_LOCAL
-from .render_headers import one_line
+from .render_headers import checked_address, encode_from, encode_subject, one_line
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,22 +31,26 @@ def thread_message_id(thread_id: int, domain: str) -> str:
 
 
 def relay_message(entity: bytes, headers: RelayHeaders, domain: str) -> bytes:
-    """The whole unsigned message: our headers, then the entity's MIME headers and body."""
-    head = EmailMessage(policy=policy.SMTP)
-    address = Address(one_line(headers.from_name)[:120], headers.from_local, domain)
-    head["From"] = address
-    head["Reply-To"] = Address("", headers.from_local, domain)
-    head["To"] = headers.to
-    head["Subject"] = one_line(headers.subject)[:250]
-    head["Date"] = format_datetime(datetime.now(UTC))
-    head["Message-ID"] = f"<relay-{uuid.uuid4().hex}@{domain}>"
-    head["In-Reply-To"] = thread_message_id(headers.thread_id, domain)
-    head["References"] = thread_message_id(headers.thread_id, domain)
-    # Ours coming back in (a forwarding rule, an auto-responder) is dropped as a loop.
-    head["X-Loop"] = f"{LOOP_ADDRESS_LOCAL}@{domain}"
-    block = head.as_bytes()
-    # as_bytes ends the header block with an empty line; the entity brings its own.
-    return block[: -len(b"\r\n")] + _crlf(entity)
+    """The whole unsigned message: our headers, then the entity's MIME headers and body.
+
+    Written as text with render_headers' encoders rather than through EmailMessage: the
+    header registry cost a millisecond a message, a fifth of a reply's whole budget.
+    """
+    address = checked_address("from", f"{headers.from_local}@{domain}")
+    thread = thread_message_id(headers.thread_id, domain)
+    lines = [
+        f"From: {encode_from(one_line(headers.from_name)[:120], address)}",
+        f"Reply-To: <{address}>",
+        f"To: <{checked_address('to', headers.to)}>",
+        f"Subject: {encode_subject(one_line(headers.subject)[:250])}",
+        f"Date: {format_datetime(datetime.now(UTC))}",
+        f"Message-ID: <relay-{uuid.uuid4().hex}@{domain}>",
+        f"In-Reply-To: {thread}",
+        f"References: {thread}",
+        # Ours coming back in (a forwarding rule, an auto-responder) is dropped as a loop.
+        f"X-Loop: {LOOP_ADDRESS_LOCAL}@{domain}",
+    ]
+    return "\r\n".join(lines).encode("utf-8") + b"\r\n" + _crlf(entity)
 
 
 def _crlf(data: bytes) -> bytes:
