@@ -25,6 +25,7 @@ from .store import Store
 log = structlog.get_logger("bin_gateway.processor")
 
 IDLE_POLL = 5.0
+BATCH = 20  # inbound rows taken at a time; also how many replies are handled at once
 _DSN_STATUS = re.compile(rb"^Status:\s*([245])\.(\d{1,3})\.(\d{1,3})", re.MULTILINE | re.IGNORECASE)
 
 
@@ -54,10 +55,16 @@ class Processor:
 
     async def process_pending(self) -> int:
         done = 0
-        while batch := await self._store.pending_inbound(limit=20):
+        while batch := await self._store.pending_inbound(limit=BATCH):
+            # Member replies are independent of each other and mostly CPU in worker
+            # threads (anonymise, sign): handled side by side, their commits still one at a
+            # time. Everything else keeps arrival order (a decision after its held item).
+            replies = [i for i in batch if i.route in (RouteKind.REPLY, RouteKind.ANSWER)]
             for item in batch:
-                await self._process_one(item)
-                done += 1
+                if item not in replies:
+                    await self._process_one(item)
+            await asyncio.gather(*(self._process_one(item) for item in replies))
+            done += len(batch)
             self._wake_outbox()
         return done
 

@@ -21,7 +21,7 @@ import aiosqlite
 import structlog
 
 from .anonymise import Identity, Policy, Report, anonymise
-from .config import Config, MailingList
+from .config import Config, MailingList, Pseudonyms
 from .config.values import address_key
 from .models import Bulletin, Inbound, InboundState, Member, ReplyState, ReplyThread
 from .notices import Notice, NoticeWriter
@@ -89,30 +89,55 @@ class ReplyRelay:
                         language=lst.language)
         # CPU work (HTML, images): off the event loop, which is serving SMTP meanwhile.
         entity, report = await asyncio.to_thread(anonymise, item.raw, identity, policy)
+        talk = await self._open_conversation(lst, bulletin, member.id)
+        details = {"pseudonym": talk.resident, "recipients": self._recipients_phrase(talk),
+                   "held_because": ""}
+        # The usual outcome (relayed, acknowledged) is built and signed before taking the
+        # write lock, in a worker thread: the lock is the gateway's one shared resource.
+        prepared: list[tuple[str, str, bytes]] = []
+        if report.own_text and not report.encrypted:
+            prepared = await asyncio.to_thread(
+                self._prepare, talk, member, entity, report, details)
         async with self._store.transaction() as db:
-            talk = await self._conversation(db, lst, bulletin, member.id)
-            state, held_because = await self._choose(db, talk, member, report)
-            details = {"pseudonym": talk.resident, "recipients": self._recipients_phrase(talk),
-                       "held_because": held_because}
+            state, details["held_because"] = await self._choose(db, talk, member, report)
             reply_id = await Store.add_reply(
                 db, inbound_id=item.id, thread_id=talk.thread.id, direction="member",
                 state=state, report={**asdict(report), **details},
                 relay=entity if state is ReplyState.HELD else None,
             )
             if state is ReplyState.RELAYED:
-                await self._queue_relays(db, talk, entity, reply_id)
-            elif state is ReplyState.HELD:
-                await hold_reply(
-                    db, self._config, self._writer, inbound_id=item.id, lst=lst,
-                    subject=bulletin.subject, reply_id=reply_id, details=details, entity=entity,
-                )
-            await self._tell_member(db, talk, member, state, report, details, reply_id)
+                for kind, to, message in prepared:
+                    await Store.enqueue_message(
+                        db, kind=kind, source_key=f"{kind}:{item.id}:{to.lower()}",
+                        envelope_from="", recipients=[to], message=message,
+                    )
+            else:
+                if state is ReplyState.HELD:
+                    await hold_reply(
+                        db, self._config, self._writer, inbound_id=item.id, lst=lst,
+                        subject=bulletin.subject, reply_id=reply_id, details=details,
+                        entity=entity,
+                    )
+                await self._tell_member(db, talk, member, state, report, details, item.id)
             await Store.finish_inbound(db, item.id, InboundState.PROCESSED)
         log.info(f"reply.{state.value}", reply_id=reply_id, thread_id=talk.thread.id,
-                 member_id=member.id, bulletin_id=bulletin.id, held_because=held_because,
+                 member_id=member.id, bulletin_id=bulletin.id,
+                 held_because=details["held_because"],
                  redacted=report.identity_redacted + report.addresses_redacted
                  + report.phones_redacted, images=report.images_kept,
                  dropped=len(report.dropped))
+
+    def _prepare(
+        self, talk: Conversation, member: Member, entity: bytes, report: Report,
+        details: dict[str, str],
+    ) -> list[tuple[str, str, bytes]]:
+        """(queue kind, recipient, signed message): each relay, then the acknowledgement."""
+        built = [("relay", target, self._relay(talk, entity, target))
+                 for target in self._targets(talk)]
+        notice = self._member_notice(talk, member, ReplyState.RELAYED, report, details)
+        if notice is not None:
+            built.append(("reply_ack", member.email, self._writer.build(notice)))
+        return built
 
     async def release(self, db: aiosqlite.Connection, reply_id: int) -> bool:
         """A coordinator approved a held reply: relay it now (inside their transaction)."""
@@ -125,32 +150,41 @@ class ReplyRelay:
         lst = self._config.list_by_id(bulletin.list_id) if bulletin else None
         if thread is None or bulletin is None or lst is None:
             return False
-        await self._queue_relays(db, Conversation(lst, bulletin, thread), entity, reply_id)
+        talk = Conversation(lst, bulletin, thread)
+        await self._queue_relays(db, talk, entity, f"held-{reply_id}")
         await Store.set_reply_state(db, reply_id, ReplyState.RELAYED)
         return True
 
-    async def _conversation(
-        self, db: aiosqlite.Connection, lst: MailingList, bulletin: Bulletin, member_id: int
+    async def _open_conversation(
+        self, lst: MailingList, bulletin: Bulletin, member_id: int
     ) -> Conversation:
-        """The member's thread on this bulletin, opened on their first reply."""
-        thread = await Store.thread_in(db, bulletin.id, member_id)
+        """The member's thread on this bulletin, opened (committed) on their first reply."""
+        thread = await self._store.thread_for(bulletin.id, member_id)
         if thread is None:
-            member_token = await Store.copy_token_in(db, bulletin.id, member_id)
-            name = None
-            if lst.pseudonyms.value == "per_list":
-                name = await Store.list_pseudonym(db, lst.id, member_id)
-            expires_at = bulletin.created_at + lst.reply_thread_lifetime.total_seconds()
-            for _ in range(50):  # a taken pseudonym in this bulletin: draw again
-                if await Store.create_thread(
-                    db, bulletin_id=bulletin.id, member_id=member_id, list_id=lst.id,
-                    pseudonym=name or new_pseudonym(), token=new_delivery_token(),
-                    member_token=member_token or new_delivery_token(), expires_at=expires_at,
-                ):
-                    break
-                name = None
-            thread = await Store.thread_in(db, bulletin.id, member_id)
-            assert thread is not None, "fifty pseudonym draws all taken"
+            async with self._store.transaction() as db:
+                thread = await self._create_thread(db, lst, bulletin, member_id)
         return Conversation(lst, bulletin, thread)
+
+    @staticmethod
+    async def _create_thread(
+        db: aiosqlite.Connection, lst: MailingList, bulletin: Bulletin, member_id: int
+    ) -> ReplyThread:
+        member_token = await Store.copy_token_in(db, bulletin.id, member_id)
+        name = None
+        if lst.pseudonyms is Pseudonyms.PER_LIST:
+            name = await Store.list_pseudonym(db, lst.id, member_id)
+        expires_at = bulletin.created_at + lst.reply_thread_lifetime.total_seconds()
+        for _ in range(50):  # a pseudonym taken in this bulletin's threads: draw again
+            thread = await Store.thread_in(db, bulletin.id, member_id)
+            if thread is not None:  # opened by a reply processed alongside this one
+                return thread
+            await Store.create_thread(
+                db, bulletin_id=bulletin.id, member_id=member_id, list_id=lst.id,
+                pseudonym=name or new_pseudonym(), token=new_delivery_token(),
+                member_token=member_token or new_delivery_token(), expires_at=expires_at,
+            )
+            name = None
+        raise RuntimeError("no free pseudonym after fifty draws")
 
     async def _choose(
         self, db: aiosqlite.Connection, talk: Conversation, member: Member, report: Report
@@ -195,31 +229,42 @@ class ReplyRelay:
         return joiner.join(parts)
 
     async def _queue_relays(
-        self, db: aiosqlite.Connection, talk: Conversation, entity: bytes, reply_id: int
+        self, db: aiosqlite.Connection, talk: Conversation, entity: bytes, key: str
     ) -> None:
-        template = SUBJECT.get(talk.language, SUBJECT["en"])
-        subject = template.format(who=talk.resident, subject=talk.bulletin.subject)
         for target in self._targets(talk):
-            headers = RelayHeaders(
-                from_name=f"{talk.resident} ({talk.lst.name})",
-                from_local=f"{REPLY_PREFIX}+{talk.thread.token}", to=target, subject=subject,
-                thread_id=talk.thread.id,
-            )
-            message = self._writer.signer.sign_message(relay_message(entity, headers,
-                                                                     self._domain))
             await Store.enqueue_message(
-                db, kind="relay", source_key=f"relay:{reply_id}:{target.lower()}",
-                envelope_from="", recipients=[target], message=message,
+                db, kind="relay", source_key=f"relay:{key}:{target.lower()}",
+                envelope_from="", recipients=[target], message=self._relay(talk, entity, target),
             )
+
+    def _relay(self, talk: Conversation, entity: bytes, target: str) -> bytes:
+        """The signed relay of ``entity`` to ``target``, from the thread's agency side."""
+        template = SUBJECT.get(talk.language, SUBJECT["en"])
+        headers = RelayHeaders(
+            from_name=f"{talk.resident} ({talk.lst.name})",
+            from_local=f"{REPLY_PREFIX}+{talk.thread.token}", to=target,
+            subject=template.format(who=talk.resident, subject=talk.bulletin.subject),
+            thread_id=talk.thread.id,
+        )
+        return self._writer.signer.sign_message(relay_message(entity, headers, self._domain))
 
     async def _tell_member(
         self, db: aiosqlite.Connection, talk: Conversation, member: Member, state: ReplyState,
-        report: Report, details: dict[str, str], reply_id: int,
+        report: Report, details: dict[str, str], inbound_id: int,
     ) -> None:
+        notice = self._member_notice(talk, member, state, report, details)
+        if notice is not None:
+            await self._writer.queue(db, notice, kind="reply_ack",
+                                     source_key=f"reply_ack:{inbound_id}")
+
+    def _member_notice(
+        self, talk: Conversation, member: Member, state: ReplyState, report: Report,
+        details: dict[str, str],
+    ) -> Notice | None:
         """The acknowledgement; a reply that went nowhere is always explained."""
         told = state in (ReplyState.EMPTY, ReplyState.UNREADABLE) or talk.lst.acknowledge_replies
         if not told:
-            return
+            return None
         text = {ReplyState.RELAYED: "reply_relayed", ReplyState.HELD: "reply_held",
                 ReplyState.EMPTY: "reply_empty", ReplyState.UNREADABLE: "reply_unreadable"}[state]
         language = talk.language
@@ -229,9 +274,8 @@ class ReplyRelay:
             "removed": removed_summary(report, language),
             "why": why(WHY_MEMBER, language, details["held_because"] or REVIEW, talk.lst),
         }
-        notice = Notice(to=member.email, text=text, language=language, fields=fields,
-                        from_name=talk.lst.name, from_local="postmaster")
-        await self._writer.queue(db, notice, kind="reply_ack", source_key=f"reply-ack:{reply_id}")
+        return Notice(to=member.email, text=text, language=language, fields=fields,
+                      from_name=talk.lst.name, from_local="postmaster")
 
     # -- agency -> member ----------------------------------------------------------------
 

@@ -34,6 +34,13 @@ class ReplyQueries(StoreBase):
         row = await self.read_one("SELECT * FROM reply_threads WHERE member_token = ?", (token,))
         return _thread(row) if row else None
 
+    async def thread_for(self, bulletin_id: int, member_id: int) -> ReplyThread | None:
+        row = await self.read_one(
+            "SELECT * FROM reply_threads WHERE bulletin_id = ? AND member_id = ?",
+            (bulletin_id, member_id),
+        )
+        return _thread(row) if row else None
+
     @staticmethod
     async def thread_in(
         db: aiosqlite.Connection, bulletin_id: int, member_id: int
