@@ -19,6 +19,7 @@ from .config import Config, DeliveryMode
 from .notices import NoticeWriter
 from .outbox import Outbox
 from .processor import Processor
+from .reply_pool import ReplyPool, default_workers
 from .router import Router
 from .scheduler import Scheduler
 from .services import Services, open_services
@@ -66,7 +67,10 @@ class Gateway:
         self.transport = transport
         writer = NoticeWriter(domain=config.gateway.domain, signer=services.signer)
         self.outbox = Outbox(config, services.store, services.signer, transport)
-        self.processor = Processor(config, services.store, writer, self.outbox.wake)
+        self.reply_pool = ReplyPool(config, writer, default_workers())
+        self.processor = Processor(
+            config, services.store, writer, self.outbox.wake, self.reply_pool
+        )
         self.scheduler = Scheduler(
             config, services.store, self.processor.holding, self.outbox.wake
         )
@@ -118,6 +122,7 @@ class Gateway:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await asyncio.to_thread(self.reply_pool.close)
         await self.transport.close()
         await self.services.close()
         log.info("gateway.stopped")

@@ -57,14 +57,14 @@ class Notice:
 
 class NoticeWriter:
     def __init__(self, *, domain: str, signer: Signer) -> None:
-        self._domain = domain
+        self.domain = domain
         self.signer = signer  # also signs relayed replies (reply_relay)
 
     def build(self, notice: Notice) -> bytes:
         """The signed message. Written as text with render_headers' encoders (the email
         package's header objects cost over a millisecond a notice, on the event loop)."""
         text = render(notice.language, notice.text, **notice.fields)
-        domain = self._domain
+        domain = self.domain
         headers = [
             f"From: {encode_from(_one_line(notice.from_name), f'{notice.from_local}@{domain}')}",
             f"To: <{checked_address('to', notice.to)}>",

@@ -19,6 +19,7 @@ from .config import Config
 from .holding import Holding, parse, subject_of
 from .models import Inbound, InboundState, RouteKind
 from .notices import Notice, NoticeWriter
+from .reply_pool import ReplyPool
 from .reply_relay import ReplyRelay
 from .store import Store
 
@@ -31,7 +32,8 @@ _DSN_STATUS = re.compile(rb"^Status:\s*([245])\.(\d{1,3})\.(\d{1,3})", re.MULTIL
 
 class Processor:
     def __init__(
-        self, config: Config, store: Store, writer: NoticeWriter, wake_outbox: Callable[[], None]
+        self, config: Config, store: Store, writer: NoticeWriter, wake_outbox: Callable[[], None],
+        pool: ReplyPool | None = None,
     ) -> None:
         self._config = config
         self._store = store
@@ -39,7 +41,7 @@ class Processor:
         self._wake_outbox = wake_outbox
         self.holding = Holding(config, store, writer)
         self.approval = Approval(config, store, writer)
-        self.replies = ReplyRelay(config, store, writer)
+        self.replies = ReplyRelay(config, store, writer, pool)
         self._wake = asyncio.Event()
 
     def wake(self) -> None:

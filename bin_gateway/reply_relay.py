@@ -15,19 +15,27 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import aiosqlite
 import structlog
 
 from .anonymise import Identity, Policy, Report, anonymise
 from .config import Config, MailingList, Pseudonyms
-from .config.values import address_key
 from .models import Bulletin, Inbound, InboundState, Member, ReplyState, ReplyThread
 from .notices import Notice, NoticeWriter
 from .relay_message import RelayHeaders, relay_message
-from .reply_review import RATE, REVIEW, WHY_MEMBER, hold_reply, why
-from .reply_texts import coordinators_phrase, removed_summary
+from .reply_build import (
+    COORDINATOR,
+    Conversation,
+    ReplyJob,
+    member_notice,
+    recipients_phrase,
+    relay_for,
+    targets,
+)
+from .reply_pool import ReplyPool
+from .reply_review import RATE, REVIEW, hold_reply
 from .store import Store, now
 from .tokens import REPLY_PREFIX, new_delivery_token
 
@@ -36,9 +44,6 @@ log = structlog.get_logger("bin_gateway.reply_relay")
 # Four characters from an alphabet without look-alikes (no 0/O, 1/I, 2/Z, 5/S, 8/B):
 # 26^4 ~ 457,000 names, random, so nothing about the member can be derived from one.
 PSEUDONYM_ALPHABET = "ACDEFGHJKLMNPQRTUVWXY34679"
-RESIDENT = {"nl": "Bewoner", "en": "Resident"}
-COORDINATOR = {"nl": "Coördinator", "en": "Coordinator"}
-SUBJECT = {"nl": "Reactie van {who} op: {subject}", "en": "Reply from {who} to: {subject}"}
 HOUR = 3600.0
 
 
@@ -46,28 +51,14 @@ def new_pseudonym() -> str:
     return "".join(secrets.choice(PSEUDONYM_ALPHABET) for _ in range(4))
 
 
-@dataclass(frozen=True, slots=True)
-class Conversation:
-    """A thread with what it belongs to."""
-
-    lst: MailingList
-    bulletin: Bulletin
-    thread: ReplyThread
-
-    @property
-    def language(self) -> str:
-        return self.lst.language
-
-    @property
-    def resident(self) -> str:
-        return f"{RESIDENT.get(self.language, RESIDENT['en'])} {self.thread.pseudonym}"
-
-
 class ReplyRelay:
-    def __init__(self, config: Config, store: Store, writer: NoticeWriter) -> None:
+    def __init__(
+        self, config: Config, store: Store, writer: NoticeWriter, pool: ReplyPool | None = None
+    ) -> None:
         self._config = config
         self._store = store
         self._writer = writer
+        self._pool = pool or ReplyPool(config, writer, workers=0)
         self._domain = config.gateway.domain
 
     # -- member -> agency ----------------------------------------------------------------
@@ -87,17 +78,14 @@ class ReplyRelay:
         )
         policy = Policy(redact_contact_details=lst.redact_contact_details,
                         language=lst.language)
-        # CPU work (HTML, images): off the event loop, which is serving SMTP meanwhile.
-        entity, report = await asyncio.to_thread(anonymise, item.raw, identity, policy)
         talk = await self._open_conversation(lst, bulletin, member.id)
-        details = {"pseudonym": talk.resident, "recipients": self._recipients_phrase(talk),
+        details = {"pseudonym": talk.resident, "recipients": recipients_phrase(talk),
                    "held_because": ""}
-        # The usual outcome (relayed, acknowledged) is built and signed before taking the
-        # write lock, in a worker thread: the lock is the gateway's one shared resource.
-        prepared: list[tuple[str, str, bytes]] = []
-        if report.own_text and not report.encrypted:
-            prepared = await asyncio.to_thread(
-                self._prepare, talk, member, entity, report, details)
+        # Anonymised, and the usual outcome (relayed, acknowledged) built and signed, before
+        # taking the write lock and off the event loop (reply_pool.py).
+        prepared = await self._pool.prepare(
+            ReplyJob(item.raw, identity, policy, talk, member, details))
+        entity, report = prepared.entity, prepared.report
         async with self._store.transaction() as db:
             state, details["held_because"] = await self._choose(db, talk, member, report)
             reply_id = await Store.add_reply(
@@ -106,7 +94,7 @@ class ReplyRelay:
                 relay=entity if state is ReplyState.HELD else None,
             )
             if state is ReplyState.RELAYED:
-                for kind, to, message in prepared:
+                for kind, to, message in prepared.messages:
                     await Store.enqueue_message(
                         db, kind=kind, source_key=f"{kind}:{item.id}:{to.lower()}",
                         envelope_from="", recipients=[to], message=message,
@@ -126,18 +114,6 @@ class ReplyRelay:
                  redacted=report.identity_redacted + report.addresses_redacted
                  + report.phones_redacted, images=report.images_kept,
                  dropped=len(report.dropped))
-
-    def _prepare(
-        self, talk: Conversation, member: Member, entity: bytes, report: Report,
-        details: dict[str, str],
-    ) -> list[tuple[str, str, bytes]]:
-        """(queue kind, recipient, signed message): each relay, then the acknowledgement."""
-        built = [("relay", target, self._relay(talk, entity, target))
-                 for target in self._targets(talk)]
-        notice = self._member_notice(talk, member, ReplyState.RELAYED, report, details)
-        if notice is not None:
-            built.append(("reply_ack", member.email, self._writer.build(notice)))
-        return built
 
     async def release(self, db: aiosqlite.Connection, reply_id: int) -> bool:
         """A coordinator approved a held reply: relay it now (inside their transaction)."""
@@ -200,82 +176,24 @@ class ReplyRelay:
             return ReplyState.HELD, RATE
         return ReplyState.RELAYED, ""
 
-    def _targets(self, talk: Conversation) -> list[str]:
-        """Who gets the member's reply: the list's replies_to, and whoever answered last."""
-        found: list[str] = []
-        if "origin" in talk.lst.replies_to and talk.bulletin.origin:
-            found.append(talk.bulletin.origin)
-        if "coordinators" in talk.lst.replies_to:
-            found.extend(talk.lst.coordinators)
-        if talk.thread.answerer:
-            found.append(talk.thread.answerer)
-        seen: set[str] = set()
-        unique = []
-        for address in found:
-            key = address_key(address) or address.lower()
-            if key not in seen:
-                seen.add(key)
-                unique.append(address)
-        return unique
-
-    def _recipients_phrase(self, talk: Conversation) -> str:
-        """Who the reply goes to, as the member reads it."""
-        parts: list[str] = []
-        if "origin" in talk.lst.replies_to and talk.bulletin.origin:
-            parts.append(talk.bulletin.sender_name)
-        if "coordinators" in talk.lst.replies_to:
-            parts.append(coordinators_phrase(talk.language, talk.lst))
-        joiner = " en " if talk.language == "nl" else " and "
-        return joiner.join(parts)
-
     async def _queue_relays(
         self, db: aiosqlite.Connection, talk: Conversation, entity: bytes, key: str
     ) -> None:
-        for target in self._targets(talk):
+        for target in targets(talk):
+            message = relay_for(self._writer, talk, entity, target)
             await Store.enqueue_message(
                 db, kind="relay", source_key=f"relay:{key}:{target.lower()}",
-                envelope_from="", recipients=[target], message=self._relay(talk, entity, target),
+                envelope_from="", recipients=[target], message=message,
             )
-
-    def _relay(self, talk: Conversation, entity: bytes, target: str) -> bytes:
-        """The signed relay of ``entity`` to ``target``, from the thread's agency side."""
-        template = SUBJECT.get(talk.language, SUBJECT["en"])
-        headers = RelayHeaders(
-            from_name=f"{talk.resident} ({talk.lst.name})",
-            from_local=f"{REPLY_PREFIX}+{talk.thread.token}", to=target,
-            subject=template.format(who=talk.resident, subject=talk.bulletin.subject),
-            thread_id=talk.thread.id,
-        )
-        return self._writer.signer.sign_message(relay_message(entity, headers, self._domain))
 
     async def _tell_member(
         self, db: aiosqlite.Connection, talk: Conversation, member: Member, state: ReplyState,
         report: Report, details: dict[str, str], inbound_id: int,
     ) -> None:
-        notice = self._member_notice(talk, member, state, report, details)
+        notice = member_notice(talk, member, state, report, details)
         if notice is not None:
             await self._writer.queue(db, notice, kind="reply_ack",
                                      source_key=f"reply_ack:{inbound_id}")
-
-    def _member_notice(
-        self, talk: Conversation, member: Member, state: ReplyState, report: Report,
-        details: dict[str, str],
-    ) -> Notice | None:
-        """The acknowledgement; a reply that went nowhere is always explained."""
-        told = state in (ReplyState.EMPTY, ReplyState.UNREADABLE) or talk.lst.acknowledge_replies
-        if not told:
-            return None
-        text = {ReplyState.RELAYED: "reply_relayed", ReplyState.HELD: "reply_held",
-                ReplyState.EMPTY: "reply_empty", ReplyState.UNREADABLE: "reply_unreadable"}[state]
-        language = talk.language
-        fields: dict[str, object] = {
-            "subject": talk.bulletin.subject, "list_name": talk.lst.name,
-            "recipients": details["recipients"], "pseudonym": talk.resident,
-            "removed": removed_summary(report, language),
-            "why": why(WHY_MEMBER, language, details["held_because"] or REVIEW, talk.lst),
-        }
-        return Notice(to=member.email, text=text, language=language, fields=fields,
-                      from_name=talk.lst.name, from_local="postmaster")
 
     # -- agency -> member ----------------------------------------------------------------
 
