@@ -9,7 +9,9 @@ recipient would: every header decoded, every part decoded.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import signal
 import time
 from email.message import EmailMessage
 from email.utils import parseaddr
@@ -402,3 +404,25 @@ async def test_held_reply_expires_unrelayed(make_world: MakeWorld) -> None:
     reminders = [m for m in world.messages_to(COORDINATOR) if "Herinnering" in str(m["Subject"])]
     assert reminders and "Wacht op een besluit." in text_of(reminders[0])
     assert world.messages_to(AGENCY) == []
+
+
+async def test_reply_still_relayed_when_the_worker_process_dies(world: World) -> None:
+    """kill -9 of the reply worker: the next reply is done in a thread, a new pool follows."""
+    addresses = await publish(world)
+    first = member_reply(addresses[JAN], "Eerste reactie.")
+    assert (await world.send(first, addresses[JAN], mail_from=JAN)).accepted
+    await relays_to(world, AGENCY)
+    pool = world.gateway.reply_pool._pool
+    if pool is None:  # a one-CPU machine works in threads: nothing to kill
+        return
+    for process in list(pool._processes.values()):
+        os.kill(process.pid, signal.SIGKILL)
+    second = member_reply(addresses[JAN], "Tweede reactie.")
+    assert (await world.send(second, addresses[JAN], mail_from=JAN)).accepted
+    relays = await relays_to(world, AGENCY, 2)
+    assert "Tweede reactie." in text_of(relays[1])
+    third = member_reply(addresses[JAN], "Derde reactie.")
+    assert (await world.send(third, addresses[JAN], mail_from=JAN)).accepted
+    assert "Derde reactie." in text_of((await relays_to(world, AGENCY, 3))[2])
+    rows = await world.store.read("SELECT count(*) FROM inbound WHERE state = 'failed'")
+    assert rows[0][0] == 0
