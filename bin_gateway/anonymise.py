@@ -64,6 +64,7 @@ class Identity:
 class Policy:
     redact_contact_details: bool = True  # also other e-mail addresses and ALL phone numbers
     language: str = "nl"  # "nl" | "en": language of the short notes put into the text
+    note: str = ""  # the gateway's own line above the text (e.g. how the reply came in)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +117,8 @@ def _anonymise(raw: bytes, identity: Identity, policy: Policy) -> tuple[bytes, R
     # an unreadable reply goes back whole: its encrypted part is no "attachment left out"
     dropped = _describe([k for k in keys if k != "encrypted" or not encrypted], policy.language)
     text = _final_text(own, dropped, policy.language, encrypted=encrypted)
+    if policy.note and not encrypted:
+        text = f"{policy.note}\n\n{text}"
     page = _html(text) if parts.html else None
     report = Report(
         own_text=has_own and not encrypted, encrypted=encrypted, quote_removed=cut.quote_removed,

@@ -45,6 +45,10 @@ log = structlog.get_logger("bin_gateway.reply_relay")
 # 26^4 ~ 457,000 names, random, so nothing about the member can be derived from one.
 PSEUDONYM_ALPHABET = "ACDEFGHJKLMNPQRTUVWXY34679"
 HOUR = 3600.0
+OTHER_MEMBER_NOTE = {
+    "nl": "[Deze bewoner antwoordde via het antwoordadres van een buurtgenoot op de lijst.]",
+    "en": "[This resident replied through the reply address of another member of the list.]",
+}
 
 
 def new_pseudonym() -> str:
@@ -76,8 +80,11 @@ class ReplyRelay:
             addresses=_unique(member.email, item.author),
             names=_unique(member.name, str(item.facts.get("author_name", ""))),
         )
+        # Someone else of the list used this member's reply address (a partner, a
+        # forwarded bulletin): relayed in their own thread, and said so.
+        note = OTHER_MEMBER_NOTE.get(lst.language, "") if "for_member" in item.facts else ""
         policy = Policy(redact_contact_details=lst.redact_contact_details,
-                        language=lst.language)
+                        language=lst.language, note=note)
         talk = await self._open_conversation(lst, bulletin, member.id)
         details = {"pseudonym": talk.resident, "recipients": recipients_phrase(talk),
                    "held_because": ""}

@@ -191,6 +191,8 @@ async def test_other_member_of_the_list_gets_their_own_pseudonym(world: World) -
     relays = await relays_to(world, AGENCY, 2)
     assert parseaddr(str(relays[0]["From"]))[0] != parseaddr(str(relays[1]["From"]))[0]
     anna_raw = raw_with(world, AGENCY, "Het tweede bericht")
+    assert "antwoordadres van een buurtgenoot" in text_of(relays[1])
+    assert "buurtgenoot" not in text_of(relays[0])
     assert leaks(decoded_dump(anna_raw), [ANNA, ANNA_NAME, JAN, JAN_NAME]) == []
 
 
