@@ -35,6 +35,10 @@ _AUTO_SUBJECT = re.compile(
 )
 
 
+_MESSAGE_ID_LINE = re.compile(rb"^message-id[ \t]*:(.*(?:\r?\n[ \t].*)*)", re.I | re.M)
+_FOLD = re.compile(rb"\r?\n[ \t]+")
+
+
 class SessionStages:
     def __init__(self, config: Config, store: Store, resolver: Resolver) -> None:
         self._config = config
@@ -219,8 +223,15 @@ class SessionStages:
 
 
 def message_id_of(session: Session) -> str:
-    value = session.message.get("Message-ID", "")
-    return str(value).strip()[:250]
+    """The Message-ID as written. Not the parsed header: Python cuts an invalid id short
+    ("<Bericht 1@x>" reads "<Bericht"), and two different messages would then look like
+    one message sent twice, the second dropped as a replay."""
+    header = session.raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+    match = _MESSAGE_ID_LINE.search(header)
+    if match is None:
+        return ""
+    value = _FOLD.sub(b" ", match.group(1)).decode("utf-8", "replace")
+    return " ".join(value.split())[:250]
 
 
 def _author(session: Session) -> Author:

@@ -638,3 +638,28 @@ async def test_pipelined_commands_are_answered_in_order(world: World) -> None:
         writer.close()
         await writer.wait_closed()
     assert await inbound_rows(world) == 1
+
+
+# -- replays ----------------------------------------------------------------------------
+
+
+async def test_resent_agency_mail_is_held_once(world: World) -> None:
+    """A sender retrying after a lost 250 (same Message-ID): 250 again, one held item."""
+    message = world.agency_mail()
+    for _ in range(2):
+        assert (await world.send(message, f"buurt-noord@{DOMAIN}")).accepted
+    await world.settle()
+    assert len(await world.store.submissions()) == 1
+
+
+async def test_two_mails_with_malformed_message_ids_are_not_taken_for_a_replay(
+    world: World,
+) -> None:
+    """"<Bericht 1@x>" and "<Bericht 2@x>" are different ids, though Python's parser cuts
+    both to "<Bericht": each message gets its own held item."""
+    for n in (1, 2):
+        raw = plain_message(subject=f"Bericht {n}").replace(b"melding-1", f"Bericht {n}".encode())
+        signed = sign(raw, world.agency_key, domain=AGENCY_DOMAIN, selector=SELECTOR)
+        assert (await world.send(signed, f"buurt-noord@{DOMAIN}")).accepted
+    await world.settle()
+    assert sorted(s.subject for s in await world.store.submissions()) == ["Bericht 1", "Bericht 2"]
