@@ -51,6 +51,13 @@ def register(commands: Subparsers, common: argparse.ArgumentParser) -> None:
     cmd.add_argument("addresses", metavar="ADDRESS", nargs="+")
     cmd.set_defaults(handler=members_remove)
     cmd = sub.add_parser(
+        "enable", parents=[common],
+        help="switch members of LIST on again (after bounces disabled them)",
+    )
+    cmd.add_argument("list_id", metavar="LIST")
+    cmd.add_argument("addresses", metavar="ADDRESS", nargs="+")
+    cmd.set_defaults(handler=members_enable)
+    cmd = sub.add_parser(
         "import", parents=[common], help="add the members in a CSV file (email,name) to LIST",
         description="Add the rows of a CSV file with the header email,name (';' works too) to "
         "LIST. Every bad row is reported with its line number; the good rows are added. "
@@ -128,6 +135,27 @@ def members_remove(args: argparse.Namespace) -> int:
     for address in missing:
         warn(f"{address} is not a member of {lst.id}")
     print(f"removed {removed} from {lst.id}")
+    return EXIT_FAILURE if missing else EXIT_OK
+
+
+def members_enable(args: argparse.Namespace) -> int:
+    config = load(args)
+    lst = known_list(config, args.list_id)
+    addresses = _normalised(args.addresses)
+    setup_command_logging(args)
+
+    async def work(services: Services) -> tuple[int, list[str]]:
+        existing = _by_key(await services.store.members(lst.id))
+        keys = {address: address_key(address) or address for address in addresses}
+        found = [existing[key].id for key in keys.values() if key in existing]
+        missing = [address for address, key in keys.items() if key not in existing]
+        enabled = await services.store.enable_members(found) if found else 0
+        return enabled, missing
+
+    enabled, missing = run_with_services(config, work)
+    for address in missing:
+        warn(f"{address} is not a member of {lst.id}")
+    print(f"enabled {enabled} on {lst.id}")
     return EXIT_FAILURE if missing else EXIT_OK
 
 

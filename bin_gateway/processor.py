@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 from collections.abc import Callable
 
 import structlog
 
 from .approval import Approval
+from .bounce_handling import BounceHandling
 from .config import Config
 from .holding import Holding, parse, subject_of
 from .models import Inbound, InboundState, RouteKind
@@ -27,7 +27,6 @@ log = structlog.get_logger("bin_gateway.processor")
 
 IDLE_POLL = 5.0
 BATCH = 20  # inbound rows taken at a time; also how many replies are handled at once
-_DSN_STATUS = re.compile(rb"^Status:\s*([245])\.(\d{1,3})\.(\d{1,3})", re.MULTILINE | re.IGNORECASE)
 
 
 class Processor:
@@ -42,6 +41,7 @@ class Processor:
         self.holding = Holding(config, store, writer)
         self.approval = Approval(config, store, writer)
         self.replies = ReplyRelay(config, store, writer, pool)
+        self.bounces = BounceHandling(config, store, writer)
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
@@ -81,7 +81,7 @@ class Processor:
             elif item.route is RouteKind.ANSWER:
                 await self.replies.answer(item)
             elif item.route is RouteKind.BOUNCE:
-                await self._bounce(item)
+                await self.bounces.handle(item)
             elif item.route is RouteKind.POSTMASTER:
                 await self._postmaster(item)
             else:
@@ -126,16 +126,6 @@ class Processor:
                                          source_key=f"post-confirmed:{bulletin_id}")
                 log.info("bulletin.published", bulletin_id=bulletin_id, list_id=list_id,
                          members=count, origin="coordinator")
-
-    async def _bounce(self, item: Inbound) -> None:
-        match = _DSN_STATUS.search(item.raw)
-        permanent = match is not None and match.group(1) == b"5"
-        detail = match.group(0).decode("ascii", "replace") if match else "no DSN status found"
-        async with self._store.transaction() as db:
-            await Store.record_bounce(db, delivery_id=int(item.target), inbound_id=item.id,
-                                      permanent=permanent, detail=detail)
-            await Store.finish_inbound(db, item.id, InboundState.PROCESSED)
-        log.info("bounce.recorded", delivery_id=int(item.target), permanent=permanent)
 
     async def _postmaster(self, item: Inbound) -> None:
         """RFC 2142: postmaster@ and abuse@ reach the admin, the original attached."""

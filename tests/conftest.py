@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 from tests.support.world import MakeWorld, World, start_world
 
@@ -31,3 +33,17 @@ async def make_world(tmp_path: Path) -> AsyncIterator[MakeWorld]:
 @pytest.fixture
 async def world(make_world: MakeWorld) -> World:
     return await make_world()
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Tests that run the CLI configure structlog and the logging root; later tests get
+    them back as they were."""
+    monkeypatch.delenv("BIN_GATEWAY_CONFIG", raising=False)
+    saved = structlog.get_config()
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    structlog.configure(**saved)
+    root.handlers[:] = handlers
+    root.setLevel(level)

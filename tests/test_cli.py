@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
 import stat
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -72,19 +70,6 @@ private_key = "dkim/bin1.pem"
 id = "buurt-noord"
 name = "BIN Noord"
 """
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The CLI configures structlog and the logging root; later tests get them back."""
-    monkeypatch.delenv("BIN_GATEWAY_CONFIG", raising=False)
-    saved = structlog.get_config()
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    structlog.configure(**saved)
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 @pytest.fixture

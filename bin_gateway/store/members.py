@@ -66,3 +66,24 @@ class MemberQueries(StoreBase):
             (list_id, MemberState.ACTIVE.value),
         )
         return int(row[0]) if row else 0
+
+    @staticmethod
+    async def disable_member(db: aiosqlite.Connection, member_id: int) -> bool:
+        """Active -> disabled; False when the member was not active (already done)."""
+        cursor = await db.execute(
+            "UPDATE members SET state = ? WHERE id = ? AND state = ?",
+            (MemberState.DISABLED.value, member_id, MemberState.ACTIVE.value),
+        )
+        return bool(cursor.rowcount)
+
+    async def enable_members(self, member_ids: list[int]) -> int:
+        """Disabled -> active again (the admin's word after bounces); returns how many."""
+        changed = 0
+        async with self.transaction() as db:
+            for member_id in member_ids:
+                cursor = await db.execute(
+                    "UPDATE members SET state = ? WHERE id = ? AND state = ?",
+                    (MemberState.ACTIVE.value, member_id, MemberState.DISABLED.value),
+                )
+                changed += cursor.rowcount
+        return changed

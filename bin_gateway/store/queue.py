@@ -118,6 +118,10 @@ class QueueQueries(StoreBase):
         )
         return [_delivery(row) for row in rows]
 
+    async def delivery(self, delivery_id: int) -> Delivery | None:
+        row = await self.read_one("SELECT * FROM deliveries WHERE id = ?", (delivery_id,))
+        return _delivery(row) if row else None
+
     async def delivery_by_token(self, token: str) -> Delivery | None:
         row = await self.read_one("SELECT * FROM deliveries WHERE token = ?", (token,))
         return _delivery(row) if row else None
@@ -160,6 +164,20 @@ class QueueQueries(StoreBase):
             " VALUES (?,?,?,?,?)",
             (delivery_id, inbound_id, now(), int(permanent), detail[:500]),
         )
+
+    @staticmethod
+    async def permanent_bounces_since(
+        db: aiosqlite.Connection, member_id: int, since: float
+    ) -> int:
+        """Distinct copies to this member that bounced permanently after ``since``."""
+        async with db.execute(
+            "SELECT count(DISTINCT b.delivery_id) FROM bounces b"
+            " JOIN deliveries d ON d.id = b.delivery_id"
+            " WHERE d.member_id = ? AND b.permanent = 1 AND b.at > ?",
+            (member_id, since),
+        ) as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
 
     @staticmethod
     async def audit(
