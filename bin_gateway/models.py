@@ -14,6 +14,9 @@ class RouteKind(StrEnum):
     REPLY = "reply"  # reactie+<member token>@: a member's reply to a bulletin or an answer
     ANSWER = "answer"  # reactie+<thread token>@: an agency's answer to a relayed reply
     BOUNCE = "bounce"  # bounce+<token>@: VERP return path of a delivery
+    JOIN = "join"  # <list>+aanmelden@: someone asks to join
+    LEAVE = "leave"  # <list>+afmelden@ (and the List-Unsubscribe mailto): a member leaves
+    CONFIRM = "confirm"  # aanmelding+<token>@: the answer confirming a join
     POSTMASTER = "postmaster"  # postmaster@, abuse@ (RFC 2142)
 
 
@@ -26,6 +29,11 @@ class InboundState(StrEnum):
 class MemberState(StrEnum):
     ACTIVE = "active"
     DISABLED = "disabled"
+
+
+class JoinState(StrEnum):
+    PENDING = "pending"
+    CONFIRMED = "confirmed"
 
 
 class SubmissionState(StrEnum):
@@ -70,6 +78,17 @@ class Member:
     email: str
     name: str
     state: MemberState
+
+
+@dataclass(frozen=True, slots=True)
+class Join:
+    id: int
+    list_id: str
+    email: str
+    name: str
+    state: JoinState
+    created_at: float
+    expires_at: float
 
 
 @dataclass(frozen=True, slots=True)

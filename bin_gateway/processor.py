@@ -17,6 +17,7 @@ from .approval import Approval
 from .bounce_handling import BounceHandling
 from .config import Config
 from .holding import Holding, parse, subject_of
+from .membership import Membership
 from .models import Inbound, InboundState, RouteKind
 from .notices import Notice, NoticeWriter
 from .reply_pool import ReplyPool
@@ -42,6 +43,7 @@ class Processor:
         self.approval = Approval(config, store, writer)
         self.replies = ReplyRelay(config, store, writer, pool)
         self.bounces = BounceHandling(config, store, writer)
+        self.membership = Membership(config, store, writer)
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
@@ -82,6 +84,12 @@ class Processor:
                 await self.replies.answer(item)
             elif item.route is RouteKind.BOUNCE:
                 await self.bounces.handle(item)
+            elif item.route is RouteKind.JOIN:
+                await self.membership.join(item)
+            elif item.route is RouteKind.CONFIRM:
+                await self.membership.confirm(item)
+            elif item.route is RouteKind.LEAVE:
+                await self.membership.leave(item)
             elif item.route is RouteKind.POSTMASTER:
                 await self._postmaster(item)
             else:

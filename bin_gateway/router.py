@@ -13,11 +13,14 @@ from dataclasses import dataclass
 
 from . import replies
 from .config import Config
-from .models import RouteKind, SubmissionState
+from .models import JoinState, RouteKind, SubmissionState
 from .replies import SmtpReply
 from .store import Store
 from .tokens import (
     BOUNCE_PREFIX,
+    JOIN_PREFIX,
+    JOIN_WORDS,
+    LEAVE_WORDS,
     MODERATION_PREFIX,
     REPLY_PREFIX,
     is_delivery_token,
@@ -73,6 +76,14 @@ class Router:
         prefix, plus, token = local.partition("+")
         if not plus:
             return replies.UNKNOWN_RECIPIENT
+        if self._config.list_by_id(prefix) is not None:
+            if token in JOIN_WORDS:
+                return Route(RouteKind.JOIN, prefix)
+            if token in LEAVE_WORDS:
+                return Route(RouteKind.LEAVE, prefix)
+            return replies.UNKNOWN_RECIPIENT
+        if prefix == JOIN_PREFIX:
+            return await self._confirmation(token)
         if prefix == MODERATION_PREFIX:
             return await self._moderation(token)
         if prefix in (REPLY_PREFIX, BOUNCE_PREFIX):
@@ -92,6 +103,17 @@ class Router:
             return replies.EXPIRED_TOKEN
         # Decided items still route: the coordinator is told "already decided by ...".
         return Route(RouteKind.MODERATION, str(held.id))
+
+    async def _confirmation(self, token: str) -> Route | SmtpReply:
+        if not is_moderation_token(token):  # the same kind of secret: 120 random bits
+            return replies.UNKNOWN_RECIPIENT
+        join = await self._store.join_by_token_hash(token_hash(token))
+        if join is None:
+            return replies.UNKNOWN_RECIPIENT
+        if join.state is JoinState.PENDING and join.expires_at <= time.time():
+            return replies.EXPIRED_TOKEN
+        # A second "yes" still routes: it is answered "you are already a member".
+        return Route(RouteKind.CONFIRM, str(join.id))
 
     async def _delivery(self, prefix: str, token: str) -> Route | SmtpReply:
         if not is_delivery_token(token):

@@ -70,6 +70,13 @@ class SessionStages:
                 self.drop_loops, self.drop_auto_replies, self.read_author,
                 self.require_thread_party, self.authenticate_author, self.drop_replays,
             )
+        if kind in (RouteKind.JOIN, RouteKind.LEAVE):
+            # The person is the From address; what they ask is confirmed to that address
+            # (double opt-in for joining), so a forged From changes nothing unseen.
+            return (self.drop_loops, self.drop_auto_replies, self.read_author)
+        if kind is RouteKind.CONFIRM:
+            return (self.drop_loops, self.drop_auto_replies, self.read_author,
+                    self.require_joiner)
         if kind is RouteKind.POSTMASTER:
             return (self.drop_loops,)
         return ()  # BOUNCE: anything a remote MTA says about our copy is worth reading
@@ -182,6 +189,15 @@ class SessionStages:
             session.facts["answer_as"] = {"coordinator": lst.id}
         else:
             return reject(replies.NOT_THREAD_PARTY, f"not an agency or coordinator of {lst.id}")
+        return PROCEED
+
+    async def require_joiner(self, session: Session) -> Verdict:
+        """A join is confirmed only from the address that asked to join."""
+        join = await self._store.join(int(session.targets[0]))
+        if join is None:
+            return reject(replies.UNKNOWN_RECIPIENT, "join request is gone")
+        if address_key(_author(session).address) != address_key(join.email):
+            return reject(replies.NOT_ALLOWED, f"join {join.id} confirmed from another address")
         return PROCEED
 
     async def authenticate_author(self, session: Session) -> Verdict:

@@ -17,7 +17,11 @@ import secrets
 MODERATION_PREFIX = "moderatie"
 REPLY_PREFIX = "reactie"
 BOUNCE_PREFIX = "bounce"
-TOKEN_PREFIXES = (MODERATION_PREFIX, REPLY_PREFIX, BOUNCE_PREFIX)
+JOIN_PREFIX = "aanmelding"  # aanmelding+<token>@: the answer confirming a join request
+TOKEN_PREFIXES = (MODERATION_PREFIX, REPLY_PREFIX, BOUNCE_PREFIX, JOIN_PREFIX)
+# <list>+<word>@: joining and leaving a list by mail (Dutch first, English too).
+JOIN_WORDS = frozenset({"aanmelden", "subscribe"})
+LEAVE_WORDS = frozenset({"afmelden", "unsubscribe"})
 
 MODERATION_TOKEN = re.compile(r"[a-z2-7]{24}")
 DELIVERY_TOKEN = re.compile(r"[0-9a-f]{24}")

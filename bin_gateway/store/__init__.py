@@ -6,6 +6,7 @@ from pathlib import Path
 
 from .base import now
 from .inbound import InboundQueries, NewInbound
+from .joins import JoinQueries
 from .members import MemberQueries
 from .moderation import ModerationQueries
 from .queue import DeliveryOutcome, QueueQueries
@@ -14,7 +15,9 @@ from .replies import ReplyQueries
 __all__ = ["DeliveryOutcome", "NewInbound", "Store", "now", "open_store"]
 
 
-class Store(InboundQueries, MemberQueries, ModerationQueries, QueueQueries, ReplyQueries):
+class Store(
+    InboundQueries, JoinQueries, MemberQueries, ModerationQueries, QueueQueries, ReplyQueries
+):
     """All queries of the gateway, over one writer and one reader connection."""
 
 

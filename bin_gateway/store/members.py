@@ -33,21 +33,10 @@ class MemberQueries(StoreBase):
         removed = 0
         async with self.transaction() as db:
             for email in emails:
-                # Pending deliveries to a removed member are dropped with the member.
-                await db.execute(
-                    "DELETE FROM deliveries WHERE state IN ('queued','sending') AND member_id IN"
-                    " (SELECT id FROM members WHERE list_id = ? AND email = ?)",
-                    (list_id, email),
-                )
-                await db.execute(
-                    "UPDATE deliveries SET member_id = NULL WHERE member_id IN"
-                    " (SELECT id FROM members WHERE list_id = ? AND email = ?)",
-                    (list_id, email),
-                )
-                cursor = await db.execute(
-                    "DELETE FROM members WHERE list_id = ? AND email = ?", (list_id, email)
-                )
-                removed += cursor.rowcount
+                member_id = await self.member_in(db, list_id, email)
+                if member_id is not None:
+                    await self.remove_member_in(db, member_id)
+                    removed += 1
         return removed
 
     async def members(self, list_id: str) -> list[Member]:
@@ -87,3 +76,34 @@ class MemberQueries(StoreBase):
                 )
                 changed += cursor.rowcount
         return changed
+
+    @staticmethod
+    async def member_in(db: aiosqlite.Connection, list_id: str, email: str) -> int | None:
+        """The id of the member with this address (any letter case), inside a transaction."""
+        async with db.execute(
+            "SELECT id FROM members WHERE list_id = ? AND lower(email) = lower(?)",
+            (list_id, email),
+        ) as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row else None
+
+    @staticmethod
+    async def add_member_in(
+        db: aiosqlite.Connection, list_id: str, email: str, name: str
+    ) -> None:
+        await db.execute(
+            "INSERT OR IGNORE INTO members (list_id, email, name, state, created_at)"
+            " VALUES (?,?,?,'active',?)",
+            (list_id, email, name, now()),
+        )
+
+    @staticmethod
+    async def remove_member_in(db: aiosqlite.Connection, member_id: int) -> None:
+        """Leave: pending copies dropped, sent ones kept without the link, the row gone."""
+        await db.execute(
+            "DELETE FROM deliveries WHERE state IN ('queued','sending') AND member_id = ?",
+            (member_id,),
+        )
+        await db.execute("UPDATE deliveries SET member_id = NULL WHERE member_id = ?",
+                         (member_id,))
+        await db.execute("DELETE FROM members WHERE id = ?", (member_id,))

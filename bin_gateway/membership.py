@@ -1,0 +1,130 @@
+"""F5: joining and leaving a list by mail.
+
+* ``<list>+aanmelden@`` (or ``+subscribe``): on an open list the person gets one mail
+  asking them to confirm by replying (double opt-in: a forged From can only make the
+  real owner of the address receive that one question); a closed list answers how to
+  reach the coordinator; an existing member is told so. At most a few questions per
+  address per day, so the join address cannot be used to flood someone.
+* ``aanmelding+<token>@``: the reply confirming a join, from the same address; the
+  person becomes an active member and is welcomed, once.
+* ``<list>+afmelden@`` (or ``+unsubscribe``, the List-Unsubscribe mailto): the member
+  is removed at once (RFC 2369 asks no more of a mailto unsubscribe) and told so,
+  once. Someone who is not a member changes nothing and hears nothing.
+
+``subscription = "approval"`` lists are answered like closed ones until approval of
+joins by the coordinators is built (issue #4).
+"""
+
+from __future__ import annotations
+
+import time
+
+import aiosqlite
+import structlog
+
+from .config import Config, MailingList, Subscription
+from .models import Inbound, InboundState, JoinState
+from .notices import Notice, NoticeWriter, local_time
+from .store import Store
+from .tokens import JOIN_PREFIX, new_moderation_token, token_address, token_hash
+
+log = structlog.get_logger("bin_gateway.membership")
+
+JOIN_VALID = 7 * 86400.0  # how long a confirmation question can be answered
+MAX_QUESTIONS_PER_DAY = 3  # per address and list: the join address is no mail cannon
+
+
+class Membership:
+    def __init__(self, config: Config, store: Store, writer: NoticeWriter) -> None:
+        self._config = config
+        self._store = store
+        self._writer = writer
+        self._domain = config.gateway.domain
+
+    async def join(self, item: Inbound) -> None:
+        lst = self._config.list_by_id(item.target)
+        if lst is None:
+            await self._finish(item)
+            return
+        name = str(item.facts.get("author_name", ""))[:200]
+        async with self._store.transaction() as db:
+            outcome = await self._join_in(db, item, lst, name)
+            await Store.finish_inbound(db, item.id, InboundState.PROCESSED)
+        log.info(f"join.{outcome}", list_id=lst.id, inbound_id=item.id)
+
+    async def _join_in(
+        self, db: aiosqlite.Connection, item: Inbound, lst: MailingList, name: str
+    ) -> str:
+        address = item.author
+        fields: dict[str, object] = {"list_name": lst.name, "address": address,
+                                     "coordinator": lst.coordinators[0]}
+        if await Store.member_in(db, lst.id, address) is not None:
+            await self._tell(db, lst, address, "join_already", fields, f"join-already:{item.id}")
+            return "already_member"
+        if lst.subscription is not Subscription.OPEN:
+            await self._tell(db, lst, address, "join_closed", fields, f"join-closed:{item.id}")
+            return "closed"
+        asked = await Store.pending_joins_since(db, lst.id, address, time.time() - 86400)
+        if asked >= MAX_QUESTIONS_PER_DAY:
+            return "too_many"
+        token = new_moderation_token()
+        expires_at = time.time() + JOIN_VALID
+        await Store.create_join(db, list_id=lst.id, email=address, name=name,
+                                token_hash=token_hash(token), expires_at=expires_at)
+        reply_to = token_address(JOIN_PREFIX, token, self._domain)
+        notice = Notice(
+            to=address, text="join_question", language=lst.language,
+            fields={**fields, "expires": local_time(expires_at, lst.language)},
+            from_name=lst.name, from_local=f"{JOIN_PREFIX}+{token}", reply_to=(reply_to,),
+        )
+        await self._writer.queue(db, notice, kind="join", source_key=f"join-question:{item.id}")
+        return "asked"
+
+    async def confirm(self, item: Inbound) -> None:
+        join = await self._store.join(int(item.target))
+        lst = self._config.list_by_id(join.list_id) if join else None
+        if join is None or lst is None:
+            await self._finish(item)
+            return
+        fields: dict[str, object] = {"list_name": lst.name, "address": join.email,
+                                     "coordinator": lst.coordinators[0]}
+        async with self._store.transaction() as db:
+            confirmed = join.state is JoinState.PENDING and await Store.confirm_join(db, join.id)
+            if confirmed and await Store.member_in(db, lst.id, join.email) is None:
+                await Store.add_member_in(db, lst.id, join.email, join.name)
+                await self._tell(db, lst, join.email, "join_welcome", fields,
+                                 f"join-welcome:{join.id}")
+                outcome = "confirmed"
+            else:
+                outcome = "repeated"  # a second "yes": nothing changes, nothing is sent
+            await Store.finish_inbound(db, item.id, InboundState.PROCESSED)
+        log.info(f"join.{outcome}", list_id=lst.id, join_id=join.id)
+
+    async def leave(self, item: Inbound) -> None:
+        lst = self._config.list_by_id(item.target)
+        if lst is None:
+            await self._finish(item)
+            return
+        async with self._store.transaction() as db:
+            member_id = await Store.member_in(db, lst.id, item.author)
+            if member_id is not None:
+                await Store.remove_member_in(db, member_id)
+                await self._tell(db, lst, item.author, "leave_confirmed",
+                                 {"list_name": lst.name, "address": item.author,
+                                  "join_address": f"{lst.id}+aanmelden@{self._domain}"},
+                                 f"leave:{item.id}")
+            await Store.finish_inbound(db, item.id, InboundState.PROCESSED)
+        log.info("member.left" if member_id is not None else "leave.not_a_member",
+                 list_id=lst.id, member_id=member_id)
+
+    async def _tell(
+        self, db: aiosqlite.Connection, lst: MailingList, to: str, text: str,
+        fields: dict[str, object], key: str,
+    ) -> None:
+        notice = Notice(to=to, text=text, language=lst.language, fields=fields,
+                        from_name=lst.name, from_local="postmaster")
+        await self._writer.queue(db, notice, kind="membership", source_key=key)
+
+    async def _finish(self, item: Inbound) -> None:
+        async with self._store.transaction() as db:
+            await Store.finish_inbound(db, item.id, InboundState.PROCESSED, "list is gone")
