@@ -6,7 +6,7 @@ Exit status: 0 ok, 1 runtime failure, 2 usage or configuration error. Human outp
 to stdout, errors and warnings to stderr; an expected error never shows a traceback.
 
 The subcommands live beside this module: ``cli_members``, ``cli_held``, ``cli_queue``,
-``cli_keys``; what they share is in ``cli_common``.
+``cli_keys``, ``cli_privacy``; what they share is in ``cli_common``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import sqlite3
 import sys
 from collections.abc import Callable
 
-from . import __version__, cli_held, cli_keys, cli_members, cli_queue
+from . import __version__, cli_held, cli_keys, cli_members, cli_privacy, cli_queue
 from .cli_common import (
     EXIT_FAILURE,
     EXIT_OK,
@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     common = common_options(suppress=True)
     _register(commands, common)
-    for module in (cli_members, cli_held, cli_queue, cli_keys):
+    for module in (cli_members, cli_held, cli_queue, cli_keys, cli_privacy):
         module.register(commands, common)
     return parser
 

@@ -23,6 +23,7 @@ from .cli_common import (
     setup_command_logging,
     warn,
 )
+from .cli_privacy import register_export
 from .config import address_key
 from .members_csv import MemberRow, normalise_address, read_members_csv, write_members_csv
 from .models import Member, MemberState
@@ -71,6 +72,7 @@ def register(commands: Subparsers, common: argparse.ArgumentParser) -> None:
     )
     cmd.add_argument("list_id", metavar="LIST")
     cmd.set_defaults(handler=members_export)
+    register_export(sub, common)
 
 
 def _normalised(addresses: list[str]) -> list[str]:

@@ -15,6 +15,7 @@ from .store import Store
 log = structlog.get_logger("bin_gateway.scheduler")
 
 MAX_INTERVAL = 30.0
+PURGE_EVERY = 86400.0  # retention runs once a day (and at start)
 
 
 class Scheduler:
@@ -30,6 +31,8 @@ class Scheduler:
         shortest = min(moderation.remind_after, moderation.expire_after).total_seconds()
         # Check often enough that a short test setting still fires on time.
         self._interval = max(0.1, min(MAX_INTERVAL, shortest / 4))
+        self._keep = config.gateway.keep_messages.total_seconds()
+        self._next_purge = 0.0
 
     async def run(self) -> None:
         while True:
@@ -48,4 +51,9 @@ class Scheduler:
             done += 1
         if done:
             self._wake_outbox()
+        if now >= self._next_purge:
+            self._next_purge = now + PURGE_EVERY
+            purged = await self._store.purge_raw_before(now - self._keep)
+            if purged:
+                log.info("retention.purged", messages=purged)
         return done

@@ -64,6 +64,7 @@ intake = "melding"
 admin = "Beheer@Example.NL"
 language = "en"
 max_message_size = "2 MB"
+keep_messages = "30d"
 
 [tls]
 certificate = "tls/cert.pem"
@@ -175,6 +176,7 @@ def test_full_file_parses_to_expected_values(confdir: Path) -> None:
         admin="Beheer@example.nl",
         language="en",
         max_message_size=2 * 1024 * 1024,
+        keep_messages=timedelta(days=30),
     )
     assert config.tls == TlsSettings(confdir / "tls/cert.pem", confdir / "tls/key.pem")
     assert config.dkim == DkimSettings("bin1", confdir / "dkim.pem")

@@ -72,6 +72,9 @@ def _read_gateway(t: Table) -> GatewaySettings:
         admin=t.parsed("admin", _outside(domain, normalise_address), None, ""),
         language=t.parsed("language", supported_language, "nl", "nl"),
         max_message_size=t.size("max_message_size", "15 MB"),
+        keep_messages=t.parsed(
+            "keep_messages", positive(parse_duration), "90d", timedelta(days=90)
+        ),
     )
 
 

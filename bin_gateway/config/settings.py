@@ -60,6 +60,7 @@ class GatewaySettings:
     admin: str
     language: str
     max_message_size: int
+    keep_messages: timedelta  # retention: stored mail older than this loses its bytes
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from .inbound import InboundQueries, NewInbound
 from .joins import JoinQueries
 from .members import MemberQueries
 from .moderation import ModerationQueries
+from .privacy import PrivacyQueries
 from .queue import DeliveryOutcome, QueueQueries
 from .replies import ReplyQueries
 
@@ -16,7 +17,8 @@ __all__ = ["DeliveryOutcome", "NewInbound", "Store", "now", "open_store"]
 
 
 class Store(
-    InboundQueries, JoinQueries, MemberQueries, ModerationQueries, QueueQueries, ReplyQueries
+    InboundQueries, JoinQueries, MemberQueries, ModerationQueries, PrivacyQueries,
+    QueueQueries, ReplyQueries,
 ):
     """All queries of the gateway, over one writer and one reader connection."""
 

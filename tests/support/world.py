@@ -49,6 +49,7 @@ data_dir = "data"
 admin = "beheer@beheer.example"
 language = "{language}"
 max_message_size = "{max_size}"
+keep_messages = "{keep_messages}"
 
 [dkim]
 selector = "{gateway_selector}"
@@ -236,6 +237,7 @@ def write_config(tmp: Path, *, dns_port: int, sink_port: int, key_pem: bytes,
         "remind_after": "24h", "sink_port": str(sink_port), "retry_after": "200ms",
         "give_up_after": "4d", "agency_domain": AGENCY_DOMAIN, "coordinator": COORDINATOR,
         "coordinator_2": COORDINATOR_2, "gateway_selector": GATEWAY_SELECTOR,
+        "keep_messages": "90d",
         "noord_extra": "",  # more keys of list buurt-noord, e.g. "review_replies = true"
     } | overrides
     key_path = tmp / "dkim.pem"
