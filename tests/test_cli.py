@@ -167,7 +167,8 @@ def test_python_m_runs_check_config(config_file: Path) -> None:
     [
         [], ["serve"], ["check-config"], ["members"], ["members", "import"], ["held"],
         ["held", "approve"], ["queue", "list"], ["queue", "retry"], ["dkim", "keygen"],
-        ["dns-records"],
+        ["dns-records"], ["stats"], ["forget"], ["members", "export-person"],
+        ["members", "enable"],
     ],
 )  # fmt: skip
 def test_every_command_has_help(capsys: pytest.CaptureFixture[str], command: list[str]) -> None:

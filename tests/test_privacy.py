@@ -113,3 +113,24 @@ async def test_retention_erases_old_mail_at_start_and_daily(make_world: MakeWorl
             break
         assert time.monotonic() < deadline, [bytes(r[0])[:40] for r in rows]
         await asyncio.sleep(0.1)
+
+
+async def test_stats_counts_a_known_sequence(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One bulletin to two members, one reply: the counts and the reply rate, as JSON."""
+    reply_to = await publish(world)
+    assert (await world.send(jan_writes(reply_to, "Ik zag iets."), reply_to,
+                             mail_from=JAN)).accepted
+    await world.wait_for_mail_to(AGENCY, 2)
+    await world.settle()
+    capsys.readouterr()
+    assert await cli(world, "stats", "--list", "buurt-noord", "--json") == 0
+    counts = json.loads(capsys.readouterr().out)["lists"]["buurt-noord"]
+    assert counts["members"] == 2 and counts["bulletins"] == 1
+    assert counts["copies_sent"] == 2 and counts["replies"] == 1
+    assert counts["replies_relayed"] == 1 and counts["reply_rate_per_100"] == 50.0
+    assert await cli(world, "stats") == 0
+    table = capsys.readouterr().out
+    assert "buurt-zuid (since the start)" in table and "reply rate per 100 copies" in table
+    assert JAN.lower() not in table.lower()

@@ -12,13 +12,14 @@ from .moderation import ModerationQueries
 from .privacy import PrivacyQueries
 from .queue import DeliveryOutcome, QueueQueries
 from .replies import ReplyQueries
+from .stats import StatsQueries
 
 __all__ = ["DeliveryOutcome", "NewInbound", "Store", "now", "open_store"]
 
 
 class Store(
     InboundQueries, JoinQueries, MemberQueries, ModerationQueries, PrivacyQueries,
-    QueueQueries, ReplyQueries,
+    QueueQueries, ReplyQueries, StatsQueries,
 ):
     """All queries of the gateway, over one writer and one reader connection."""
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
@@ -102,11 +102,16 @@ class StoreBase:
                 raise
             await _run(self._writer, "COMMIT")
 
-    async def read(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
-        async with self._reader.execute(sql, tuple(params)) as cursor:
+    async def read(
+        self, sql: str, params: Iterable[Any] | Mapping[str, Any] = ()
+    ) -> list[aiosqlite.Row]:
+        bound = params if isinstance(params, Mapping) else tuple(params)
+        async with self._reader.execute(sql, bound) as cursor:
             return list(await cursor.fetchall())
 
-    async def read_one(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Row | None:
+    async def read_one(
+        self, sql: str, params: Iterable[Any] | Mapping[str, Any] = ()
+    ) -> aiosqlite.Row | None:
         rows = await self.read(sql, params)
         return rows[0] if rows else None
 
