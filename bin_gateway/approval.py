@@ -16,6 +16,7 @@ from .config import Config, MailingList
 from .decision import Decision, DecisionKind, read_decision
 from .errors import GatewayError
 from .holding import parse
+from .membership import Membership
 from .models import Inbound, InboundState, ReplyState, Submission, SubmissionState
 from .notices import DECISION_WORDS, Notice, NoticeWriter, local_time
 from .reply_relay import ReplyRelay
@@ -42,6 +43,7 @@ class Approval:
         self._store = store
         self._writer = writer
         self._replies = ReplyRelay(config, store, writer)
+        self._membership = Membership(config, store, writer)
 
     async def handle_reply(self, item: Inbound) -> None:
         """A coordinator's authenticated reply to a moderation mail."""
@@ -72,6 +74,8 @@ class Approval:
         """Record the decision, publish or refuse, tell the agency (and the decider)."""
         if held.reply_id is not None:
             return await self._apply_to_reply(held, lst, decision, actor=actor, inbound=inbound)
+        if held.join_id is not None:
+            return await self._apply_to_join(held, lst, decision, actor=actor, inbound=inbound)
         approve = decision.kind is DecisionKind.APPROVE
         state = SubmissionState.APPROVED if approve else SubmissionState.REJECTED
         applied = Applied(decided=False)
@@ -129,6 +133,39 @@ class Approval:
                      by_cli=inbound is None)
         return Applied(decided=decided)
 
+    async def _apply_to_join(
+        self, held: Submission, lst: MailingList, decision: Decision, *, actor: str,
+        inbound: Inbound | None,
+    ) -> Applied:
+        """A join request on an "approval" list: let the person in, or tell them why not."""
+        approve = decision.kind is DecisionKind.APPROVE
+        state = SubmissionState.APPROVED if approve else SubmissionState.REJECTED
+        async with self._store.transaction() as db:
+            decided = await Store.decide_submission(
+                db, held.id, state, decided_by=actor, reason=decision.reason, note=decision.note
+            )
+            if decided:
+                await Store.audit(db, actor=actor, action=f"join_{state.value}",
+                                  subject=f"submission:{held.id}", detail=decision.reason)
+                await self._membership.decide(db, held, lst, approve=approve,
+                                              reason=decision.reason)
+                if inbound is not None:
+                    words = DECISION_WORDS[lst.language]
+                    notice = Notice(
+                        to=actor, text="join_decision_confirmed", language=lst.language,
+                        fields={"who": held.subject, "list_name": lst.name,
+                                "decision": words["approved" if approve else "rejected"]},
+                        from_name=f"{lst.name} moderatie", from_local="postmaster",
+                    )
+                    await self._writer.queue(db, notice, kind="confirmation",
+                                             source_key=f"decision-confirmed:{held.id}")
+            if inbound is not None:
+                await Store.finish_inbound(db, inbound.id, InboundState.PROCESSED)
+        if decided:
+            log.info(f"held.{state.value}", submission_id=held.id, join_id=held.join_id,
+                     by_cli=inbound is None)
+        return Applied(decided=decided)
+
     async def _confirm_reply_decision(
         self, db: aiosqlite.Connection, held: Submission, lst: MailingList, actor: str,
         approve: bool,
@@ -168,6 +205,10 @@ class Approval:
         applied = await self.apply(held, lst, decision, actor=actor)
         if not applied.decided:
             raise DecisionRefused(f"item {submission_id} was decided by someone else just now")
+        if held.join_id is not None:
+            if approve:
+                return f"approved item {submission_id}: the person joined and is welcomed"
+            return f"rejected item {submission_id}: the person is told the reason"
         if held.reply_id is not None:
             if approve:
                 return f"approved item {submission_id}: the member's reply is passed on"

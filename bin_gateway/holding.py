@@ -15,6 +15,7 @@ import structlog
 
 from .config import Config, MailingList
 from .mailtext import best_text
+from .membership import join_review_notices, own_words
 from .models import Inbound, InboundState, ReplyState, Submission, SubmissionState
 from .notices import DECISION_WORDS, Notice, NoticeWriter, local_time
 from .render_headers import one_line
@@ -123,6 +124,9 @@ class Holding:
         token = new_moderation_token()
         if held.reply_id is not None:
             notices = await self._reply_reminders(held, lst, token)
+        elif held.join_id is not None:
+            notices = join_review_notices(self._config, lst, held, token, own_words(item.raw),
+                                          text="join_review_reminder")
         else:
             count = await self._store.active_member_count(held.list_id)
             notices = self.requests(held, lst, parse(item.raw), item, count, token,
@@ -164,6 +168,10 @@ class Holding:
                 # A held member reply: nobody to tell but the log; it is simply not relayed.
                 await Store.set_reply_state(db, held.reply_id, ReplyState.REJECTED)
                 log.info("held.expired", submission_id=held.id, reply_id=held.reply_id)
+                return
+            if held.join_id is not None:
+                # Nobody decided: the person was told it waits; they may ask again.
+                log.info("held.expired", submission_id=held.id, join_id=held.join_id)
                 return
             days = round(self._config.moderation.expire_after.total_seconds() / 86400, 1)
             notice = Notice(

@@ -11,22 +11,32 @@
   is removed at once (RFC 2369 asks no more of a mailto unsubscribe) and told so,
   once. Someone who is not a member changes nothing and hears nothing.
 
-``subscription = "approval"`` lists are answered like closed ones until approval of
-joins by the coordinators is built (issue #4).
+``subscription = "approval"``: the request is a held item for the list's coordinators
+instead (the same tokens, reminder, expiry and OK/NEE by reply as agency mail); the
+person hears that it was received, and then the outcome.
 """
 
 from __future__ import annotations
 
 import time
+from email import message_from_bytes
+from email import policy as email_policy
 
 import aiosqlite
 import structlog
 
 from .config import Config, MailingList, Subscription
-from .models import Inbound, InboundState, JoinState
+from .mailtext import best_text, split_own_text
+from .models import Inbound, InboundState, JoinState, Submission
 from .notices import Notice, NoticeWriter, local_time
 from .store import Store
-from .tokens import JOIN_PREFIX, new_moderation_token, token_address, token_hash
+from .tokens import (
+    JOIN_PREFIX,
+    MODERATION_PREFIX,
+    new_moderation_token,
+    token_address,
+    token_hash,
+)
 
 log = structlog.get_logger("bin_gateway.membership")
 
@@ -61,7 +71,7 @@ class Membership:
         if await Store.member_in(db, lst.id, address) is not None:
             await self._tell(db, lst, address, "join_already", fields, f"join-already:{item.id}")
             return "already_member"
-        if lst.subscription is not Subscription.OPEN:
+        if lst.subscription is Subscription.CLOSED:
             await self._tell(db, lst, address, "join_closed", fields, f"join-closed:{item.id}")
             return "closed"
         asked = await Store.pending_joins_since(db, lst.id, address, time.time() - 86400)
@@ -69,8 +79,12 @@ class Membership:
             return "too_many"
         token = new_moderation_token()
         expires_at = time.time() + JOIN_VALID
-        await Store.create_join(db, list_id=lst.id, email=address, name=name,
-                                token_hash=token_hash(token), expires_at=expires_at)
+        join_id = await Store.create_join(db, list_id=lst.id, email=address, name=name,
+                                          token_hash=token_hash(token), expires_at=expires_at)
+        if lst.subscription is Subscription.APPROVAL:
+            await self._hold_join(db, item, lst, join_id, name)
+            await self._tell(db, lst, address, "join_pending", fields, f"join-pending:{item.id}")
+            return "held"
         reply_to = token_address(JOIN_PREFIX, token, self._domain)
         notice = Notice(
             to=address, text="join_question", language=lst.language,
@@ -79,6 +93,48 @@ class Membership:
         )
         await self._writer.queue(db, notice, kind="join", source_key=f"join-question:{item.id}")
         return "asked"
+
+    async def _hold_join(
+        self, db: aiosqlite.Connection, item: Inbound, lst: MailingList, join_id: int, name: str
+    ) -> None:
+        token = new_moderation_token()
+        moderation = self._config.moderation
+        now = time.time()
+        submission_id = await Store.create_submission(
+            db, inbound_id=item.id, list_id=lst.id, agency_id="", sender=item.author,
+            subject=name or item.author, token_hash=token_hash(token),
+            expires_at=now + moderation.expire_after.total_seconds(),
+            remind_at=now + moderation.remind_after.total_seconds(), join_id=join_id,
+        )
+        if submission_id is None:
+            return
+        held = await Store.submission_in(db, submission_id)
+        message = own_words(item.raw)
+        for notice in join_review_notices(self._config, lst, held, token, message,
+                                          text="join_review_request"):
+            await self._writer.queue(db, notice, kind="moderation_request",
+                                     source_key=f"join-review:{submission_id}")
+
+    async def decide(
+        self, db: aiosqlite.Connection, held: Submission, lst: MailingList, *, approve: bool,
+        reason: str,
+    ) -> None:
+        """A coordinator's decision on a held join (inside the approval's transaction)."""
+        assert held.join_id is not None
+        join = await self._store.join(held.join_id)
+        if join is None:
+            return
+        fields: dict[str, object] = {"list_name": lst.name, "address": join.email,
+                                     "coordinator": lst.coordinators[0], "reason": reason or "-"}
+        if not approve:
+            await self._tell(db, lst, join.email, "join_refused", fields,
+                             f"join-refused:{join.id}")
+            return
+        if await Store.confirm_join(db, join.id) and (
+                await Store.member_in(db, lst.id, join.email) is None):
+            await Store.add_member_in(db, lst.id, join.email, join.name)
+            await self._tell(db, lst, join.email, "join_welcome", fields,
+                             f"join-welcome:{join.id}")
 
     async def confirm(self, item: Inbound) -> None:
         join = await self._store.join(int(item.target))
@@ -128,3 +184,30 @@ class Membership:
     async def _finish(self, item: Inbound) -> None:
         async with self._store.transaction() as db:
             await Store.finish_inbound(db, item.id, InboundState.PROCESSED, "list is gone")
+
+
+def own_words(raw: bytes) -> str:
+    """What the person wrote with their request, for the coordinator (quotes cut)."""
+    try:
+        text = split_own_text(best_text(message_from_bytes(raw, policy=email_policy.compat32)))
+    except Exception:  # a request is never lost over an unreadable body
+        return "-"
+    return text.own[:2000] or "-"
+
+
+def join_review_notices(
+    config: Config, lst: MailingList, held: Submission, token: str, message: str, *, text: str
+) -> list[Notice]:
+    """The request (or reminder) to each coordinator to let someone join."""
+    fields: dict[str, object] = {
+        "who": held.subject, "address": held.sender, "list_name": lst.name,
+        "expires": local_time(held.expires_at, lst.language), "message": message,
+    }
+    return [
+        Notice(
+            to=coordinator, text=text, language=lst.language, fields=fields,
+            from_name=f"{lst.name} moderatie", from_local=f"{MODERATION_PREFIX}+{token}",
+            reply_to=(token_address(MODERATION_PREFIX, token, config.gateway.domain),),
+        )
+        for coordinator in lst.coordinators
+    ]

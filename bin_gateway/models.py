@@ -109,6 +109,7 @@ class Submission:
     reason: str
     note: str
     reply_id: int | None = None  # a member reply under review, not agency mail
+    join_id: int | None = None  # a join request on an "approval" list
 
 
 @dataclass(frozen=True, slots=True)

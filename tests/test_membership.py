@@ -128,3 +128,29 @@ async def test_unknown_plus_word_is_550_511(world: World) -> None:
                             f"buurt-noord+iets@{DOMAIN}", mail_from=NEW)
     assert sent.data is None and sent.rcpt[0].code == 550
     assert sent.rcpt[0].text.startswith("5.1.1")
+
+
+async def test_approval_list_lets_in_on_the_coordinators_ok(make_world: MakeWorld) -> None:
+    """subscription = "approval": held for the coordinators; OK welcomes, NEE says why."""
+    world = await make_world(noord_extra='subscription = "approval"')
+    other = "tweede@bewoners.example"
+    for who in (NEW, other):
+        mail = resident_mail(JOIN, sender=who, body="Ik woon op nummer 4.")
+        assert (await world.send(mail, JOIN, mail_from=who)).accepted
+    await world.settle()
+    assert "ontvangen" in subjects(world, NEW)[0]
+    requests = [m for m in world.messages_to(COORDINATOR)
+                if "Graag je besluit" in str(m["Subject"])]
+    assert len(requests) == 2
+    by_who = {NEW if NEW in m.get_body(("plain",)).get_content() else other: m for m in requests}
+    assert "Ik woon op nummer 4." in by_who[NEW].get_body(("plain",)).get_content()
+    for who, answer in ((NEW, "OK\r\n"), (other, "NEE, geen adres in de wijk\r\n")):
+        token_address = parseaddr(str(by_who[who]["Reply-To"]))[1]
+        reply = world.coordinator_mail(answer, to=token_address)
+        assert (await world.send(reply, token_address, mail_from=COORDINATOR)).accepted
+    await world.settle()
+    assert await members(world) == {NEW: MemberState.ACTIVE}
+    assert any("Welkom" in s for s in subjects(world, NEW))
+    refused = [m for m in world.messages_to(other) if "niet aangenomen" in str(m["Subject"])]
+    assert len(refused) == 1
+    assert "geen adres in de wijk" in refused[0].get_body(("plain",)).get_content()

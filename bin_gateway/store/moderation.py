@@ -21,7 +21,7 @@ def _submission(row: aiosqlite.Row) -> Submission:
         expires_at=row["expires_at"], remind_at=row["remind_at"],
         reminded_at=row["reminded_at"], decided_at=row["decided_at"],
         decided_by=row["decided_by"], reason=row["reason"], note=row["note"],
-        reply_id=row["reply_id"],
+        reply_id=row["reply_id"], join_id=row["join_id"],
     )
 
 
@@ -39,15 +39,15 @@ class ModerationQueries(StoreBase):
     async def create_submission(
         db: aiosqlite.Connection, *, inbound_id: int, list_id: str, agency_id: str,
         sender: str, subject: str, token_hash: str, expires_at: float, remind_at: float,
-        reply_id: int | None = None,
+        reply_id: int | None = None, join_id: int | None = None,
     ) -> int | None:
         """Hold one message for one list; None when it was already held (re-run)."""
         cursor = await db.execute(
             "INSERT OR IGNORE INTO submissions (inbound_id, list_id, agency_id, sender, subject,"
-            " token_hash, created_at, expires_at, remind_at, reply_id)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?)",
+            " token_hash, created_at, expires_at, remind_at, reply_id, join_id)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             (inbound_id, list_id, agency_id, sender, subject, token_hash, now(),
-             expires_at, remind_at, reply_id),
+             expires_at, remind_at, reply_id, join_id),
         )
         return cursor.lastrowid if cursor.rowcount else None
 
