@@ -176,7 +176,10 @@ class PrivacyQueries(StoreBase):
             cursor = await db.execute(
                 "UPDATE inbound SET raw = ?, facts = '{}' WHERE received_at < ?"
                 " AND state != 'received' AND raw NOT IN (?, ?)"
-                " AND id NOT IN (SELECT inbound_id FROM submissions WHERE state = 'held')",
+                " AND id NOT IN (SELECT inbound_id FROM submissions WHERE state = 'held')"
+                # a bulletin still being delivered is rendered from its original
+                " AND id NOT IN (SELECT b.inbound_id FROM bulletins b JOIN deliveries d"
+                " ON d.bulletin_id = b.id WHERE d.state IN ('queued', 'sending'))",
                 (_EXPIRED, before, _EXPIRED, _TOMBSTONE))
             purged = cursor.rowcount
             cursor = await db.execute(
