@@ -22,6 +22,7 @@ from email.utils import format_datetime
 import structlog
 
 from .config import Config, MailingList
+from .link_tokens import LinkSigner
 from .models import Bulletin, Delivery, DeliveryState
 from .render import BulletinSource, BulletinTemplate
 from .signing import Signer
@@ -32,6 +33,8 @@ from .transport import SendResult, SendStatus, Transport
 # A smarthost's reply often names the recipient ("550 5.1.1 <jan@...>: unknown"); the log
 # keeps the delivery id instead, so a member's address never reaches it (SPEC §8).
 _NO_ADDRESS = re.compile(r"[^\s<>\"']+@[^\s<>\"']+")
+
+UNSUBSCRIBE_VALID = 365 * 86400  # seconds a bulletin's one-click link keeps working
 
 log = structlog.get_logger("bin_gateway.outbox")
 
@@ -62,11 +65,13 @@ class _Prepared:
 
 class Outbox:
     def __init__(
-        self, config: Config, store: Store, signer: Signer, transport: Transport
+        self, config: Config, store: Store, signer: Signer, transport: Transport,
+        links: LinkSigner | None = None,
     ) -> None:
         self._config = config
         self._store = store
         self._signer = signer
+        self._links = links
         self._transport = transport
         self._domain = config.gateway.domain
         self._wake = asyncio.Event()
@@ -121,6 +126,7 @@ class Outbox:
             self._outcomes.append(self._judge(copy.delivery, result))
             if len(self._outcomes) >= BATCH // 2:
                 self._flush.set()
+            _honour_cancellation()
 
     async def _flusher(self) -> None:
         while True:
@@ -128,12 +134,19 @@ class Outbox:
                 await asyncio.wait_for(self._flush.wait(), FLUSH_EVERY)
             self._flush.clear()
             await self._write_outcomes()
+            _honour_cancellation()
 
     async def _write_outcomes(self) -> None:
         outcomes, self._outcomes = self._outcomes, []
         if not outcomes:
             return
-        await self._store.record_outcomes(outcomes)
+        try:
+            await self._store.record_outcomes(outcomes)
+        except BaseException:
+            # Cancelled (shutdown) or failed mid-write: keep them for the final write in
+            # run(); recording an outcome twice is harmless, losing one resends a copy.
+            self._outcomes[:0] = outcomes
+            raise
         if any(o.state is DeliveryState.QUEUED for o in outcomes):
             self._wake.set()  # the feeder may be idling without knowing a retry is due
         for o in outcomes:
@@ -201,6 +214,7 @@ class Outbox:
             reply_to=token_address(REPLY_PREFIX, delivery.token, self._domain),
             message_id=f"<bulletin-{prepared.bulletin.id}-{delivery.id}@{self._domain}>",
             date=format_datetime(datetime.fromtimestamp(prepared.bulletin.created_at, UTC)),
+            one_click_url=self._one_click_url(delivery, prepared.bulletin),
         )
         name, value = self._signer.sign(
             headers, prepared.body_hash, timestamp=int(prepared.bulletin.created_at)
@@ -208,6 +222,16 @@ class Outbox:
         head = f"{name}: {value}\r\n" + "".join(f"{n}: {v}\r\n" for n, v in headers)
         message = head.encode("utf-8") + b"\r\n" + prepared.template.body
         return Copy(delivery, self._bounce_address(delivery), message)
+
+    def _one_click_url(self, delivery: Delivery, bulletin: Bulletin) -> str | None:
+        """RFC 8058 link, when [http] is on: signed, valid as long as the bulletin's thread
+        (derived from the bulletin, so a re-rendered copy is byte-identical)."""
+        http = self._config.http
+        if http is None or self._links is None or delivery.member_id is None:
+            return None
+        expires = int(bulletin.created_at) + UNSUBSCRIBE_VALID
+        token = self._links.make(delivery.member_id, bulletin.list_id, expires)
+        return f"{http.public_url}/u/{token}"
 
     def _bounce_address(self, delivery: Delivery) -> str:
         return token_address(BOUNCE_PREFIX, delivery.token, self._domain)
@@ -238,6 +262,19 @@ class Outbox:
         template = await asyncio.to_thread(BulletinTemplate.build, source)
         body_hash = await asyncio.to_thread(self._signer.body_hash, template.body)
         return _Prepared(template, body_hash, bulletin)
+
+
+def _honour_cancellation() -> None:
+    """Re-raise a cancellation that an await swallowed.
+
+    Python 3.11's ``asyncio.wait_for`` (used inside aiosmtplib) can lose a cancel that
+    arrives as the awaited operation completes; the task then runs on, "cancelling", and
+    its TaskGroup waits for it forever: a SIGTERM that never exits (seen in
+    tests/test_crash.py). Checked once per loop turn, so shutdown always ends.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def replies_go_to(lst: MailingList, sender_name: str, language: str) -> str:
