@@ -36,6 +36,10 @@ _SMTP_LINE = re.compile(
     r"\b[45]\d\d[ -]#?[45]\.\d{1,3}\.\d{1,3}\b.*|#?\b[45]\.\d{1,3}\.\d{1,3}\b.*"
 )
 _DSN_BLOCK_SPLIT = re.compile(r"\r?\n\s*\r?\n")
+_WARNING_SUBJECTS = ("warning: message", "delayed mail", "delivery status notification (delay)")
+_WARNING_TEXT = re.compile(
+    r"has not yet been delivered|no action is required on your part|still being retried"
+    r"|will (?:continue to )?(?:be )?retr(?:y|ied)", re.IGNORECASE)
 _DIAGNOSTIC_TYPE = re.compile(r"^\s*(?:smtp|x-[a-z0-9-]+)\s*;\s*", re.IGNORECASE)
 _FIELD = re.compile(r"^([A-Za-z-]+)\s*:\s*(.*)$")
 
@@ -131,6 +135,10 @@ def _from_detectors(message: Message, recipient: str) -> BounceVerdict:
     temporary, permanent = all_failures(message)
     failed = {_address(a) for a in permanent}
     delayed = {_address(a) for a in temporary}
+    if recipient in failed and _is_warning(message):
+        # flufl.bounce's simple matcher takes Exim's opening line, shared by failures and
+        # delay warnings, for a failure: a copy still being retried is no lost copy.
+        return BounceVerdict(BounceKind.TEMPORARY, _detail_from_text(message, recipient))
     if recipient in failed:
         return BounceVerdict(BounceKind.PERMANENT, _detail_from_text(message, recipient))
     if recipient in delayed:
@@ -138,13 +146,19 @@ def _from_detectors(message: Message, recipient: str) -> BounceVerdict:
     return NOT_A_BOUNCE
 
 
+def _is_warning(message: Message) -> bool:
+    subject = str(message.get("Subject", "")).strip().lower()
+    if subject.startswith(_WARNING_SUBJECTS):
+        return True
+    return any(_WARNING_TEXT.search(line) for line in _text_lines(message)[:80])
+
+
 def _address(value: bytes | str) -> str:
     text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
     return text.strip().strip("<>").lower()
 
 
-def _detail_from_text(message: Message, recipient: str) -> str:
-    """The first SMTP reply in the bounce's text, else the line naming the recipient."""
+def _text_lines(message: Message) -> list[str]:
     lines: list[str] = []
     for part in _parts(message):
         if part.get_content_maintype() != "text":
@@ -152,10 +166,16 @@ def _detail_from_text(message: Message, recipient: str) -> str:
         payload = part.get_payload(decode=True)
         if isinstance(payload, bytes):
             lines += payload.decode(part.get_content_charset() or "utf-8", "replace").splitlines()
+    return lines
+
+
+def _detail_from_text(message: Message, recipient: str) -> str:
+    """The line holding the first SMTP reply in the bounce's text (the server's words,
+    whole), else the line naming the recipient."""
+    lines = _text_lines(message)
     for line in lines:
-        match = _SMTP_LINE.search(line)
-        if match:
-            return _one_detail(match.group(0))
+        if _SMTP_LINE.search(line):
+            return _one_detail(line)
     return _one_detail(next((line for line in lines if recipient in line.lower()), ""))
 
 
