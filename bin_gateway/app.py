@@ -16,6 +16,8 @@ import structlog
 
 from .auth.dns import make_resolver
 from .config import Config, DeliveryMode
+from .http_app import HttpSide
+from .metrics import Metrics
 from .notices import NoticeWriter
 from .outbox import Outbox
 from .processor import Processor
@@ -66,7 +68,7 @@ class Gateway:
         self.services = services
         self.transport = transport
         writer = NoticeWriter(domain=config.gateway.domain, signer=services.signer)
-        self.outbox = Outbox(config, services.store, services.signer, transport)
+        self.outbox = Outbox(config, services.store, services.signer, transport, services.links)
         self.reply_pool = ReplyPool(config, writer, default_workers())
         self.processor = Processor(
             config, services.store, writer, self.outbox.wake, self.reply_pool
@@ -78,10 +80,16 @@ class Gateway:
             [(ns.host, ns.port) for ns in config.inbound.nameservers],
             timeout=config.inbound.dns_timeout,
         )
+        self.metrics = Metrics()
         self.handler = GatewayHandler(
             config, services.store, Router(config, services.store),
             SessionStages(config, services.store, resolver), self.processor.wake,
+            self.metrics,
         )
+        self.http: HttpSide | None = None
+        if config.http is not None:
+            self.http = HttpSide(config, services.store, services.links,
+                                 self.processor.membership, self.metrics, self.outbox.wake)
         self.servers: list[asyncio.Server] = []
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -94,6 +102,8 @@ class Gateway:
         services = await open_services(config)
         gateway = cls(services, make_transport(config))
         await gateway._listen()
+        if gateway.http is not None:
+            await gateway.http.start()
         for name, work in (("processor", gateway.processor.run),
                            ("scheduler", gateway.scheduler.run),
                            ("outbox", gateway.outbox.run)):
@@ -113,6 +123,8 @@ class Gateway:
         """Stop intake, let in-flight work finish (bounded), close everything."""
         for server in self.servers:
             server.close()
+        if self.http is not None:
+            await self.http.stop()
         try:
             await asyncio.wait_for(self.handler.drained(), DRAIN_SECONDS)
         except TimeoutError:

@@ -173,6 +173,23 @@ class Membership:
         log.info("member.left" if member_id is not None else "leave.not_a_member",
                  list_id=lst.id, member_id=member_id)
 
+    async def unsubscribe(self, member_id: int, list_id: str) -> bool:
+        """One click (RFC 8058): remove the member, confirm by mail; False if already gone."""
+        lst = self._config.list_by_id(list_id)
+        member = await self._store.member(member_id)
+        if lst is None or member is None or member.list_id != list_id:
+            return False
+        async with self._store.transaction() as db:
+            if await Store.member_in(db, lst.id, member.email) != member_id:
+                return False
+            await Store.remove_member_in(db, member_id)
+            await self._tell(db, lst, member.email, "leave_confirmed",
+                             {"list_name": lst.name, "address": member.email,
+                              "join_address": f"{lst.id}+aanmelden@{self._domain}"},
+                             f"leave-click:{member_id}")
+        log.info("member.left", list_id=lst.id, member_id=member_id, by="one-click")
+        return True
+
     async def _tell(
         self, db: aiosqlite.Connection, lst: MailingList, to: str, text: str,
         fields: dict[str, object], key: str,

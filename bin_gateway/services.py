@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .config import Config
+from .link_tokens import LinkSigner
 from .signing import Signer
 from .store import Store, open_store
 
@@ -16,6 +17,7 @@ class Services:
     config: Config
     store: Store
     signer: Signer
+    links: LinkSigner  # signs the links in mail (one-click unsubscribe)
 
     async def close(self) -> None:
         await self.store.close()
@@ -29,4 +31,5 @@ async def open_services(config: Config) -> Services:
         key_path=config.dkim.private_key,
     )
     store = await open_store(config.gateway.data_dir / DATABASE_NAME)
-    return Services(config=config, store=store, signer=signer)
+    links = LinkSigner.load_or_create(config.gateway.data_dir)
+    return Services(config=config, store=store, signer=signer, links=links)

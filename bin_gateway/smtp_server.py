@@ -22,6 +22,7 @@ from aiosmtpd.smtp import SMTP
 
 from . import replies
 from .config import Config
+from .metrics import Metrics
 from .models import RouteKind
 from .pipeline import Outcome, Session, Verdict, run_stages
 from .replies import SmtpReply
@@ -65,13 +66,14 @@ class GatewayHandler:
 
     def __init__(
         self, config: Config, store: Store, router: Router, stages: SessionStages,
-        on_accepted: Callable[[], None],
+        on_accepted: Callable[[], None], metrics: Metrics | None = None,
     ) -> None:
         self._config = config
         self._store = store
         self._router = router
         self._stages = stages
         self._on_accepted = on_accepted
+        self._metrics = metrics
         self.in_flight = 0  # DATA commands being judged or stored (drained at shutdown)
         self._idle = asyncio.Event()
         self._idle.set()
@@ -154,6 +156,9 @@ class GatewayHandler:
             fields |= {"stages": facts.passed, "auth": facts.auth}
         fields["ms"] = round((time.monotonic() - started) * 1000, 1)
         log.info(_EVENTS[verdict.outcome], **fields)
+        if self._metrics is not None:
+            reply = verdict.reply or replies.OK_QUEUED
+            self._metrics.smtp_outcome(verdict.outcome.value, f"{reply.code} {reply.status}")
         if verdict.reply is not None:
             return str(verdict.reply)
         return str(replies.OK_QUEUED)

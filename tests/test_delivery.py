@@ -102,7 +102,8 @@ async def test_admin_can_approve_from_the_cli_backend(world: World) -> None:
     assert (await world.send(world.agency_mail(), f"buurt-noord@{DOMAIN}")).accepted
     await world.wait_for_mail_to(COORDINATOR)
     held = (await world.store.submissions(SubmissionState.HELD))[0]
-    services = Services(world.config, world.store, world.gateway.services.signer)
+    services = Services(world.config, world.store, world.gateway.services.signer,
+                        world.gateway.services.links)
     message = await decide_by_admin(services, held.id, approve=True, text="", actor="cli:test")
     assert "3 members" in message
     world.gateway.outbox.wake()

@@ -72,6 +72,8 @@ connections = 4
 retry_after = "{retry_after}"
 give_up_after = "{give_up_after}"
 
+{http}
+
 [[agencies]]
 id = "politie"
 name = "Politie Oost-Brabant"
@@ -238,6 +240,7 @@ def write_config(tmp: Path, *, dns_port: int, sink_port: int, key_pem: bytes,
         "give_up_after": "4d", "agency_domain": AGENCY_DOMAIN, "coordinator": COORDINATOR,
         "coordinator_2": COORDINATOR_2, "gateway_selector": GATEWAY_SELECTOR,
         "keep_messages": "90d",
+        "http": "",  # e.g. '[http]\nlisten = "127.0.0.1:0"\npublic_url = "https://..."'
         "noord_extra": "",  # more keys of list buurt-noord, e.g. "review_replies = true"
     } | overrides
     key_path = tmp / "dkim.pem"
