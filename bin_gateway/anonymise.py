@@ -40,7 +40,7 @@ from urllib.parse import unquote
 
 import nh3
 
-from .mailtext import LineKind, classify_lines, decode_bytes, html_to_text
+from .mailtext import LineKind, classify_lines, decode_bytes, html_to_text, tidy_lines
 from .redact import REDACTED, redact
 from .reply_entity import build_entity
 from .reply_images import CleanImage, reencode
@@ -180,7 +180,7 @@ def _without_signature_tail(text: str) -> tuple[str, bool]:
         if any(not _MARKER_ONLY.fullmatch(b) for b in before) and all(
             _SIGNATURE_LINE.fullmatch(a) for a in after
         ):
-            return _tidy(lines[: filled[n]]), True
+            return tidy_lines(lines[: filled[n]]), True
     return text, False
 
 
@@ -262,16 +262,7 @@ def cut_own_text(text: str) -> OwnCut:
             substance.append(line.text)
     if forwarded:
         dropped = (*dropped, "message")
-    return OwnCut(_tidy(own), _tidy(substance), quoted, signature, encrypted, dropped)
-
-
-def _tidy(lines: list[str]) -> str:
-    """Lines joined, blank edges trimmed, runs of blank lines squeezed to one."""
-    out: list[str] = []
-    for line in lines:
-        if line.strip() or (out and out[-1].strip()):
-            out.append(line.rstrip())
-    return "\n".join(out).strip("\n")
+    return OwnCut(tidy_lines(own), tidy_lines(substance), quoted, signature, encrypted, dropped)
 
 
 def _unarmour(text: str) -> tuple[str, tuple[str, ...], bool]:

@@ -72,10 +72,8 @@ class Approval:
         inbound: Inbound | None = None,
     ) -> Applied:
         """Record the decision, publish or refuse, tell the agency (and the decider)."""
-        if held.reply_id is not None:
-            return await self._apply_to_reply(held, lst, decision, actor=actor, inbound=inbound)
-        if held.join_id is not None:
-            return await self._apply_to_join(held, lst, decision, actor=actor, inbound=inbound)
+        if held.reply_id is not None or held.join_id is not None:
+            return await self._apply_to_held(held, lst, decision, actor=actor, inbound=inbound)
         approve = decision.kind is DecisionKind.APPROVE
         state = SubmissionState.APPROVED if approve else SubmissionState.REJECTED
         applied = Applied(decided=False)
@@ -104,86 +102,56 @@ class Approval:
                  members=applied.member_count, by_cli=inbound is None)
         return applied
 
-    async def _apply_to_reply(
+    async def _apply_to_held(
         self, held: Submission, lst: MailingList, decision: Decision, *, actor: str,
         inbound: Inbound | None,
     ) -> Applied:
-        """A held member reply: relay it or not. Nobody else is told (the member was told
-        it waits for a check; a refusal is not worth a second mail to them)."""
-        assert held.reply_id is not None
+        """A held member reply (relayed or not; nobody else is told: the member knows it
+        waits for a check) or join request (the person hears the outcome)."""
         approve = decision.kind is DecisionKind.APPROVE
         state = SubmissionState.APPROVED if approve else SubmissionState.REJECTED
+        kind = "reply" if held.reply_id is not None else "join"
         async with self._store.transaction() as db:
             decided = await Store.decide_submission(
                 db, held.id, state, decided_by=actor, reason=decision.reason, note=decision.note
             )
             if decided:
-                await Store.audit(db, actor=actor, action=f"reply_{state.value}",
+                await Store.audit(db, actor=actor, action=f"{kind}_{state.value}",
                                   subject=f"submission:{held.id}", detail=decision.reason)
-                if approve:
+                if held.reply_id is None:
+                    await self._membership.decide(db, held, lst, approve=approve,
+                                                  reason=decision.reason)
+                elif approve:
                     await self._replies.release(db, held.reply_id)
                 else:
                     await Store.set_reply_state(db, held.reply_id, ReplyState.REJECTED)
                 if inbound is not None:
-                    await self._confirm_reply_decision(db, held, lst, actor, approve)
-            if inbound is not None:
-                await Store.finish_inbound(db, inbound.id, InboundState.PROCESSED)
-        if decided:
-            log.info(f"held.{state.value}", submission_id=held.id, reply_id=held.reply_id,
-                     by_cli=inbound is None)
-        return Applied(decided=decided)
-
-    async def _apply_to_join(
-        self, held: Submission, lst: MailingList, decision: Decision, *, actor: str,
-        inbound: Inbound | None,
-    ) -> Applied:
-        """A join request on an "approval" list: let the person in, or tell them why not."""
-        approve = decision.kind is DecisionKind.APPROVE
-        state = SubmissionState.APPROVED if approve else SubmissionState.REJECTED
-        async with self._store.transaction() as db:
-            decided = await Store.decide_submission(
-                db, held.id, state, decided_by=actor, reason=decision.reason, note=decision.note
-            )
-            if decided:
-                await Store.audit(db, actor=actor, action=f"join_{state.value}",
-                                  subject=f"submission:{held.id}", detail=decision.reason)
-                await self._membership.decide(db, held, lst, approve=approve,
-                                              reason=decision.reason)
-                if inbound is not None:
-                    words = DECISION_WORDS[lst.language]
-                    notice = Notice(
-                        to=actor, text="join_decision_confirmed", language=lst.language,
-                        fields={"who": held.subject, "list_name": lst.name,
-                                "decision": words["approved" if approve else "rejected"]},
-                        from_name=f"{lst.name} moderatie", from_local="postmaster",
-                    )
+                    notice = await self._held_confirmation(held, lst, actor, approve)
                     await self._writer.queue(db, notice, kind="confirmation",
                                              source_key=f"decision-confirmed:{held.id}")
             if inbound is not None:
                 await Store.finish_inbound(db, inbound.id, InboundState.PROCESSED)
         if decided:
-            log.info(f"held.{state.value}", submission_id=held.id, join_id=held.join_id,
-                     by_cli=inbound is None)
+            log.info(f"held.{state.value}", submission_id=held.id, reply_id=held.reply_id,
+                     join_id=held.join_id, by_cli=inbound is None)
         return Applied(decided=decided)
 
-    async def _confirm_reply_decision(
-        self, db: aiosqlite.Connection, held: Submission, lst: MailingList, actor: str,
-        approve: bool,
-    ) -> None:
-        assert held.reply_id is not None
-        record = await self._store.reply_record(held.reply_id)
-        details = record[2] if record else {}
-        words = DECISION_WORDS[lst.language]
-        notice = Notice(
-            to=actor, text="reply_decision_confirmed", language=lst.language,
-            fields={"subject": held.subject, "list_name": lst.name,
-                    "pseudonym": details.get("pseudonym", "?"),
-                    "recipients": details.get("recipients", "?"),
-                    "decision": words["approved" if approve else "rejected"]},
-            from_name=f"{lst.name} moderatie", from_local="postmaster",
-        )
-        await self._writer.queue(db, notice, kind="confirmation",
-                                 source_key=f"decision-confirmed:{held.id}")
+    async def _held_confirmation(
+        self, held: Submission, lst: MailingList, actor: str, approve: bool
+    ) -> Notice:
+        """The decider's "done" for a held reply or join request."""
+        decision = DECISION_WORDS[lst.language]["approved" if approve else "rejected"]
+        fields: dict[str, object] = {"subject": held.subject, "list_name": lst.name,
+                                     "who": held.subject, "decision": decision}
+        text = "join_decision_confirmed"
+        if held.reply_id is not None:
+            record = await self._store.reply_record(held.reply_id)
+            details = record[2] if record else {}
+            fields |= {"pseudonym": details.get("pseudonym", "?"),
+                       "recipients": details.get("recipients", "?")}
+            text = "reply_decision_confirmed"
+        return Notice(to=actor, text=text, language=lst.language, fields=fields,
+                      from_name=f"{lst.name} moderatie", from_local="postmaster")
 
     async def decide_by_admin(
         self, submission_id: int, *, approve: bool, text: str, actor: str

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from .cli_common import (
@@ -120,27 +121,25 @@ def members_add(args: argparse.Namespace) -> int:
 
 
 def members_remove(args: argparse.Namespace) -> int:
-    config = load(args)
-    lst = known_list(config, args.list_id)
-    addresses = _normalised(args.addresses)
-    setup_command_logging(args)
+    async def remove(services: Services, list_id: str, found: list[Member]) -> int:
+        return await services.store.remove_members(list_id, sorted({m.email for m in found}))
 
-    async def work(services: Services) -> tuple[int, list[str]]:
-        existing = _by_key(await services.store.members(lst.id))
-        keys = {address: address_key(address) or address for address in addresses}
-        found = sorted({existing[key].email for key in keys.values() if key in existing})
-        missing = [address for address, key in keys.items() if key not in existing]
-        removed = await services.store.remove_members(lst.id, found) if found else 0
-        return removed, missing
-
-    removed, missing = run_with_services(config, work)
-    for address in missing:
-        warn(f"{address} is not a member of {lst.id}")
-    print(f"removed {removed} from {lst.id}")
-    return EXIT_FAILURE if missing else EXIT_OK
+    return _change_members(args, remove, "removed {n} from {list}")
 
 
 def members_enable(args: argparse.Namespace) -> int:
+    async def enable(services: Services, list_id: str, found: list[Member]) -> int:
+        return await services.store.enable_members([m.id for m in found])
+
+    return _change_members(args, enable, "enabled {n} on {list}")
+
+
+def _change_members(
+    args: argparse.Namespace,
+    change: Callable[[Services, str, list[Member]], Awaitable[int]],
+    done: str,
+) -> int:
+    """Apply ``change`` to the named members of LIST; warn about each non-member (exit 1)."""
     config = load(args)
     lst = known_list(config, args.list_id)
     addresses = _normalised(args.addresses)
@@ -149,15 +148,15 @@ def members_enable(args: argparse.Namespace) -> int:
     async def work(services: Services) -> tuple[int, list[str]]:
         existing = _by_key(await services.store.members(lst.id))
         keys = {address: address_key(address) or address for address in addresses}
-        found = [existing[key].id for key in keys.values() if key in existing]
+        found = [existing[key] for key in dict.fromkeys(keys.values()) if key in existing]
         missing = [address for address, key in keys.items() if key not in existing]
-        enabled = await services.store.enable_members(found) if found else 0
-        return enabled, missing
+        changed = await change(services, lst.id, found) if found else 0
+        return changed, missing
 
-    enabled, missing = run_with_services(config, work)
+    changed, missing = run_with_services(config, work)
     for address in missing:
         warn(f"{address} is not a member of {lst.id}")
-    print(f"enabled {enabled} on {lst.id}")
+    print(done.format(n=changed, list=lst.id))
     return EXIT_FAILURE if missing else EXIT_OK
 
 

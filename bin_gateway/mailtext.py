@@ -39,6 +39,7 @@ __all__ = [
     "decode_bytes",
     "html_to_text",
     "split_own_text",
+    "tidy_lines",
 ]
 
 _MAX_DEPTH = 20  # MIME nesting we follow; deeper structures are hostile, not mail
@@ -340,10 +341,10 @@ def split_own_text(text: str) -> OwnText:
     classified = classify_lines(text)
     own = [line.text for line in classified if line.kind is LineKind.OWN]
     quoted = [line.text for line in classified if line.kind is LineKind.QUOTED]
-    return OwnText(own=_tidy(own), quoted=_tidy(quoted))
+    return OwnText(own=tidy_lines(own), quoted=tidy_lines(quoted))
 
 
-def _tidy(lines: list[str]) -> str:
+def tidy_lines(lines: list[str]) -> str:
     """Join lines, trim blank edges and squeeze runs of blank lines to one."""
     out: list[str] = []
     for line in lines:
