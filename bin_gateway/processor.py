@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import structlog
 
@@ -73,27 +73,23 @@ class Processor:
         return done
 
     async def _process_one(self, item: Inbound) -> None:
+        handlers: dict[RouteKind, Callable[[Inbound], Awaitable[None]]] = {
+            RouteKind.POST: self._post,
+            RouteKind.MODERATION: self.approval.handle_reply,
+            RouteKind.REPLY: self.replies.member_reply,
+            RouteKind.ANSWER: self.replies.answer,
+            RouteKind.BOUNCE: self.bounces.handle,
+            RouteKind.JOIN: self.membership.join,
+            RouteKind.CONFIRM: self.membership.confirm,
+            RouteKind.LEAVE: self.membership.leave,
+            RouteKind.POSTMASTER: self._postmaster,
+        }
         try:
-            if item.route is RouteKind.POST:
-                await self._post(item)
-            elif item.route is RouteKind.MODERATION:
-                await self.approval.handle_reply(item)
-            elif item.route is RouteKind.REPLY:
-                await self.replies.member_reply(item)
-            elif item.route is RouteKind.ANSWER:
-                await self.replies.answer(item)
-            elif item.route is RouteKind.BOUNCE:
-                await self.bounces.handle(item)
-            elif item.route is RouteKind.JOIN:
-                await self.membership.join(item)
-            elif item.route is RouteKind.CONFIRM:
-                await self.membership.confirm(item)
-            elif item.route is RouteKind.LEAVE:
-                await self.membership.leave(item)
-            elif item.route is RouteKind.POSTMASTER:
-                await self._postmaster(item)
-            else:
+            handler = handlers.get(item.route)
+            if handler is None:
                 await self._finish(item, InboundState.FAILED, f"no handler for {item.route}")
+            else:
+                await handler(item)
         except Exception as exc:
             # Kept, not lost: the row stays in the store, marked, for the admin to see.
             log.exception("inbound.failed", inbound_id=item.id, route=item.route.value)
