@@ -50,6 +50,9 @@ _WORDS = {
         "done": "U krijgt geen berichten van {list} meer. U ontvangt hierover nog één"
                 " bevestiging per e-mail.",
         "gone_title": "Al afgemeld", "gone": "Dit adres staat niet (meer) op {list}.",
+        "join_title": "Aanmelding bevestigen", "join_ask": "Wilt u lid worden?",
+        "join_button": "Ja, ik wil lid worden",
+        "joined_title": "Welkom", "joined": "U bent nu lid. U krijgt nog een welkomstmail.",
         "bad_title": "Deze link werkt niet",
         "bad": "De link is niet (meer) geldig. Afmelden kan ook door een e-mail te sturen naar"
                " het afmeldadres onderaan elk bericht.",
@@ -75,6 +78,8 @@ class HttpSide:
         app = web.Application(client_max_size=64 * 1024)
         app.router.add_get("/u/{token}", self.unsubscribe_page)
         app.router.add_post("/u/{token}", self.unsubscribe)
+        app.router.add_get("/j/{token}", self.join_page)
+        app.router.add_post("/j/{token}", self.join)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/metrics", self.metrics)
         return app
@@ -134,6 +139,24 @@ class HttpSide:
         if claim.expires_at < time.time():
             return None, "", _page(words["bad_title"], words["bad"], "", status=410)
         return claim, lst.name, None
+
+    # -- confirming a join (double opt-in by link) ----------------------------------------
+
+    async def join_page(self, request: web.Request) -> web.Response:
+        """A GET only shows the button: link scanners must not confirm anything."""
+        words = _WORDS["nl"]
+        form = (f'<form method="post"><button type="submit">{words["join_button"]}'
+                "</button></form>")
+        return _page(words["join_title"], words["join_ask"], form)
+
+    async def join(self, request: web.Request) -> web.Response:
+        words = _WORDS["nl"]
+        outcome = await self._membership.confirm_by_link(request.match_info["token"])
+        if outcome == "invalid":
+            return _page(words["bad_title"], words["bad"], "", status=404)
+        if outcome == "confirmed":
+            self._wake_outbox()
+        return _page(words["joined_title"], words["joined"], "")
 
     # -- health and metrics ---------------------------------------------------------------
 

@@ -27,12 +27,13 @@ import structlog
 
 from .config import Config, MailingList, Subscription
 from .mailtext import best_text, split_own_text
-from .models import Inbound, InboundState, JoinState, Submission
+from .models import Inbound, InboundState, Join, JoinState, Submission
 from .notices import Notice, NoticeWriter, local_time
 from .store import Store
 from .tokens import (
     JOIN_PREFIX,
     MODERATION_PREFIX,
+    is_moderation_token,
     new_moderation_token,
     token_address,
     token_hash,
@@ -42,6 +43,10 @@ log = structlog.get_logger("bin_gateway.membership")
 
 JOIN_VALID = 7 * 86400.0  # how long a confirmation question can be answered
 MAX_QUESTIONS_PER_DAY = 3  # per address and list: the join address is no mail cannon
+LINK_LINE = {
+    "nl": "Of open deze link en klik op de knop:\n{url}\n",
+    "en": "Or open this link and press the button:\n{url}\n",
+}
 
 
 class Membership:
@@ -86,9 +91,13 @@ class Membership:
             await self._tell(db, lst, address, "join_pending", fields, f"join-pending:{item.id}")
             return "held"
         reply_to = token_address(JOIN_PREFIX, token, self._domain)
+        link = ""
+        if self._config.http is not None:
+            link = LINK_LINE.get(lst.language, LINK_LINE["en"]).format(
+                url=f"{self._config.http.public_url}/j/{token}")
         notice = Notice(
             to=address, text="join_question", language=lst.language,
-            fields={**fields, "expires": local_time(expires_at, lst.language)},
+            fields={**fields, "expires": local_time(expires_at, lst.language), "link": link},
             from_name=lst.name, from_local=f"{JOIN_PREFIX}+{token}", reply_to=(reply_to,),
         )
         await self._writer.queue(db, notice, kind="join", source_key=f"join-question:{item.id}")
@@ -138,23 +147,39 @@ class Membership:
 
     async def confirm(self, item: Inbound) -> None:
         join = await self._store.join(int(item.target))
-        lst = self._config.list_by_id(join.list_id) if join else None
-        if join is None or lst is None:
+        if join is None:
             await self._finish(item)
             return
-        fields: dict[str, object] = {"list_name": lst.name, "address": join.email,
-                                     "coordinator": lst.coordinators[0]}
+        await self._confirm(join, finish=item.id)
+
+    async def confirm_by_link(self, token: str) -> str:
+        """The confirmation link ([http]): "confirmed", "repeated" or "invalid"."""
+        if not is_moderation_token(token):
+            return "invalid"
+        join = await self._store.join_by_token_hash(token_hash(token))
+        if join is None or (join.state is JoinState.PENDING and join.expires_at < time.time()):
+            return "invalid"
+        return await self._confirm(join, finish=None)
+
+    async def _confirm(self, join: Join, *, finish: int | None) -> str:
+        """Make the person a member and welcome them, once; later "yes"es change nothing."""
+        lst = self._config.list_by_id(join.list_id)
+        fields: dict[str, object] = {"list_name": lst.name if lst else join.list_id,
+                                     "address": join.email,
+                                     "coordinator": lst.coordinators[0] if lst else ""}
+        outcome = "repeated"
         async with self._store.transaction() as db:
             confirmed = join.state is JoinState.PENDING and await Store.confirm_join(db, join.id)
-            if confirmed and await Store.member_in(db, lst.id, join.email) is None:
+            if (lst is not None and confirmed
+                    and await Store.member_in(db, lst.id, join.email) is None):
                 await Store.add_member_in(db, lst.id, join.email, join.name)
                 await self._tell(db, lst, join.email, "join_welcome", fields,
                                  f"join-welcome:{join.id}")
                 outcome = "confirmed"
-            else:
-                outcome = "repeated"  # a second "yes": nothing changes, nothing is sent
-            await Store.finish_inbound(db, item.id, InboundState.PROCESSED)
-        log.info(f"join.{outcome}", list_id=lst.id, join_id=join.id)
+            if finish is not None:
+                await Store.finish_inbound(db, finish, InboundState.PROCESSED)
+        log.info(f"join.{outcome}", list_id=join.list_id, join_id=join.id)
+        return outcome
 
     async def leave(self, item: Inbound) -> None:
         lst = self._config.list_by_id(item.target)

@@ -108,3 +108,29 @@ async def test_metrics_after_a_known_sequence(make_world: MakeWorld) -> None:
     assert 'bin_gateway_smtp_messages_total{outcome="accept",reply="250 2.0.0"} 2.0' in text
     assert re.search(r'bin_gateway_smtp_messages_total\{outcome="reject",reply="550 5.7.1"\} 1',
                      text)
+
+
+async def test_join_confirmed_by_the_link_in_the_question(make_world: MakeWorld) -> None:
+    """With [http], the join question carries a link: GET shows a button, POST confirms."""
+    world = await make_world(http=HTTP)
+    join = f"buurt-noord+aanmelden@{DOMAIN}"
+    newcomer = "nieuw@bewoners.example"
+    mail = (f"From: {newcomer}\r\nTo: {join}\r\nSubject: aanmelden\r\n"
+            "Message-ID: <j1@bewoners.example>\r\n\r\nGraag.\r\n").encode()
+    assert (await world.send(mail, join, mail_from=newcomer)).accepted
+    question = (await world.wait_for_mail_to(newcomer))[0]
+    found = re.search(r"https://bin\.example\.nl/j/[a-z2-7]+", str(question.get_body(
+        ("plain",)).get_content()))
+    assert found is not None
+    url = found.group(0).replace(PUBLIC, local(world))
+    async with aiohttp.ClientSession() as http:
+        async with http.get(url) as page:
+            assert page.status == 200 and "Ja, ik wil lid worden" in await page.text()
+        assert newcomer not in await member_emails(world)
+        async with http.post(url) as done:
+            assert done.status == 200
+        async with http.post(url[:-2] + "aa") as bad:
+            assert bad.status == 404
+    assert newcomer in await member_emails(world)
+    welcome = await world.wait_for_mail_to(newcomer, 2)
+    assert "Welkom" in str(welcome[1]["Subject"])
