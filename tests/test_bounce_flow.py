@@ -16,6 +16,7 @@ from bin_gateway.models import MemberState
 from bin_gateway.store import Store
 from tests.support.dkim_keys import plain_message, sign
 from tests.support.world import AGENCY, COORDINATOR, COORDINATOR_2, DOMAIN, World
+from tests.test_bounces import load_cases
 
 MEMBER = "lid7@bewoners.example"
 OTHER = "lid8@bewoners.example"
@@ -127,3 +128,25 @@ async def test_admin_switches_a_disabled_member_on_again(world: World) -> None:
     assert await member_state(world) is MemberState.ACTIVE
     await approve(world, "Weer welkom")
     await world.wait_for_mail_to(MEMBER)
+
+
+async def test_real_world_bounces_disable_the_member(world: World) -> None:
+    """Microsoft 365, Gmail and Exim failures (tests/messages/bounces/) to three copies:
+    the member is disabled; their delay warnings before it counted for nothing."""
+    cases = {case.stem: case for case in load_cases()}
+    await world.store.add_members("buurt-noord", [(MEMBER, "Lid Zeven"), (OTHER, "Lid Acht")])
+    failures = ("m365_recipient_not_found", "gmail_address_not_found", "exim_failed_plain")
+    delays = ("gmail_delayed", "exim_delayed_plain", "postfix_delayed")
+    for n, (failure, delay) in enumerate(zip(failures, delays, strict=True)):
+        bounce = (await bulletin(world, 20 + n))[MEMBER]
+        for stem in (delay, "out_of_office_nl", "postfix_other_recipient"):
+            raw = cases[stem].raw(MEMBER, bounce)
+            assert (await world.send(raw, bounce, mail_from="")).accepted, stem
+        await world.settle()
+        assert await member_state(world) is MemberState.ACTIVE, (n, delay)
+        raw = cases[failure].raw(MEMBER, bounce)
+        assert (await world.send(raw, bounce, mail_from="")).accepted, failure
+        await world.settle()
+    assert await member_state(world) is MemberState.DISABLED
+    told = [m for m in world.messages_to(COORDINATOR) if MEMBER in str(m["Subject"])]
+    assert len(told) == 1

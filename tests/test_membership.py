@@ -154,3 +154,17 @@ async def test_approval_list_lets_in_on_the_coordinators_ok(make_world: MakeWorl
     refused = [m for m in world.messages_to(other) if "niet aangenomen" in str(m["Subject"])]
     assert len(refused) == 1
     assert "geen adres in de wijk" in refused[0].get_body(("plain",)).get_content()
+
+
+async def test_english_words_join_and_leave_too(world: World) -> None:
+    """+subscribe asks the same question; +unsubscribe removes like +afmelden."""
+    subscribe = f"buurt-noord+subscribe@{DOMAIN}"
+    assert (await world.send(resident_mail(subscribe), subscribe, mail_from=NEW)).accepted
+    question = (await world.wait_for_mail_to(NEW))[0]
+    assert "Bevestig je aanmelding" in str(question["Subject"])
+    await world.store.add_members("buurt-noord", [("ander@bewoners.example", "")])
+    unsubscribe = f"buurt-noord+unsubscribe@{DOMAIN}"
+    mail = resident_mail(unsubscribe, sender="ander@bewoners.example")
+    assert (await world.send(mail, unsubscribe, mail_from="ander@bewoners.example")).accepted
+    await world.settle()
+    assert "ander@bewoners.example" not in await members(world)
