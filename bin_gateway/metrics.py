@@ -48,7 +48,10 @@ class Metrics:
 async def _families(store: Store, config: Config) -> list[Metric]:
     now = time.time()
     held = await store.read_one("SELECT count(*) FROM submissions WHERE state = 'held'")
-    by_state = await store.read("SELECT state, count(*) FROM deliveries GROUP BY state")
+    # "deferred": queued again after a temporary failure (attempts > 0).
+    by_state = await store.read(
+        "SELECT CASE WHEN state = 'queued' AND attempts > 0 THEN 'deferred' ELSE state END,"
+        " count(*) FROM deliveries GROUP BY 1")
     queue = await store.read_one(
         "SELECT count(*), min(created_at) FROM deliveries WHERE state IN ('queued','sending')")
     replies = await store.read(
@@ -59,7 +62,9 @@ async def _families(store: Store, config: Config) -> list[Metric]:
     gauge = GaugeMetricFamily("bin_gateway_held_items", "Items waiting for a coordinator")
     gauge.add_metric([], int(held[0]) if held else 0)
     families.append(gauge)
-    deliveries = GaugeMetricFamily("bin_gateway_deliveries", "Copies by state", labels=["state"])
+    deliveries = GaugeMetricFamily(
+        "bin_gateway_deliveries", "Copies by state (queued, deferred, sending, sent, failed)",
+        labels=["state"])
     for state, count in by_state:
         deliveries.add_metric([str(state)], int(count))
     families.append(deliveries)

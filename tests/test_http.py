@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import aiohttp
@@ -105,6 +106,7 @@ async def test_metrics_after_a_known_sequence(make_world: MakeWorld) -> None:
     assert 'bin_gateway_held_items 0.0' in text
     assert 'bin_gateway_queue_depth 0.0' in text
     assert re.search(r'bin_gateway_deliveries\{state="sent"\} [4-9]', text)  # copies + notices
+    assert 'state="deferred"' not in text  # nothing was refused for a while
     assert 'bin_gateway_smtp_messages_total{outcome="accept",reply="250 2.0.0"} 2.0' in text
     assert re.search(r'bin_gateway_smtp_messages_total\{outcome="reject",reply="550 5.7.1"\} 1',
                      text)
@@ -134,3 +136,19 @@ async def test_join_confirmed_by_the_link_in_the_question(make_world: MakeWorld)
     assert newcomer in await member_emails(world)
     welcome = await world.wait_for_mail_to(newcomer, 2)
     assert "Welkom" in str(welcome[1]["Subject"])
+
+
+async def test_metrics_count_a_deferred_copy(make_world: MakeWorld) -> None:
+    """A copy the smarthost refuses for now shows as deferred until it goes out."""
+    world = await make_world(http=HTTP, retry_after="1h")
+    world.sink.answer_for("lid2@bewoners.example", "451 4.2.0 mailbox busy")
+    await publish(world)
+    async with aiohttp.ClientSession() as http:
+        for _ in range(100):
+            async with http.get(f"{local(world)}/metrics") as answer:
+                text = await answer.text()
+            if 'bin_gateway_deliveries{state="deferred"} 1.0' in text:
+                break
+            await asyncio.sleep(0.05)
+    assert 'bin_gateway_deliveries{state="deferred"} 1.0' in text
+    assert 'bin_gateway_queue_depth 1.0' in text
