@@ -24,6 +24,7 @@ from .processor import Processor
 from .reply_pool import ReplyPool, default_workers
 from .router import Router
 from .scheduler import Scheduler
+from .sd_notify import notify, watchdog_interval
 from .services import Services, open_services
 from .smarthost import SmarthostPool
 from .smtp_server import GatewayHandler, make_smtp_factory
@@ -152,14 +153,21 @@ async def serve(config: Config) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    notify(f"READY=1\nSTATUS=listening on {', '.join(map(str, gateway.ports))}")
+    # The pings come from this loop: if the event loop hangs, they stop, and systemd acts.
+    ping = watchdog_interval()
+    tick = min(1.0, ping) if ping else 1.0
     try:
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 1.0)
+                await asyncio.wait_for(stop.wait(), tick)
+            if ping:
+                notify("WATCHDOG=1")
             failed = gateway.failed_task()
             if failed is not None:
                 log.error("worker.failed", worker=failed.get_name(),
                           error=repr(failed.exception()))
                 raise SystemExit(1)
     finally:
+        notify("STOPPING=1")
         await gateway.stop()
