@@ -19,6 +19,7 @@ the kill lands at a known point (between 10 % and 60 % of the copies).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sqlite3
@@ -29,6 +30,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiosmtplib
 import pytest
 
 from bin_gateway.config import load_config
@@ -329,3 +331,50 @@ async def test_sigterm_during_fan_out_drains_and_restart_completes(
         f"{len(unrecorded)} accepted but unrecorded; doubled after restart: {len(doubled)}; "
         f"second SIGTERM exit after {took_second:.2f} s"
     )
+
+
+async def test_second_sigterm_exits_at_once_without_waiting_for_the_drain(
+    tmp_path: Path, neighbours: tuple[DnsServer, Sink]
+) -> None:
+    """A message is being judged (its DKIM key lookup hangs) when SIGTERM comes: the
+    drain waits for it; a second SIGTERM exits at once (130), and that sender never got
+    a 250, so nothing answered is lost: it simply sends again."""
+    dns, sink = neighbours
+    site = await make_site(tmp_path, dns, sink, 1)
+    daemon = await Daemon(site, "daemon").start()
+    try:
+        port = await _port_of(daemon)
+        dns.zone.timeout(f"{SELECTOR}._domainkey.{AGENCY_DOMAIN}")
+        raw = sign(plain_message(f"Wijkagent Noord <{AGENCY}>").replace(b"melding-1", b"m-2"),
+                   rsa_key(1024), domain=AGENCY_DOMAIN, selector=SELECTOR)
+        client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, timeout=30)
+        await client.connect()
+        await client.mail(AGENCY)
+        await client.rcpt(f"buurt-noord@{DOMAIN}")
+        sending = asyncio.create_task(client.data(raw))
+        await asyncio.sleep(0.3)  # DATA is in, the DKIM lookup hangs
+        assert daemon.process is not None
+        os.kill(daemon.pid, signal.SIGTERM)
+        await asyncio.sleep(0.3)
+        assert daemon.process.returncode is None, "the drain did not wait for the message"
+        started = time.monotonic()
+        os.kill(daemon.pid, signal.SIGTERM)
+        code = await asyncio.wait_for(daemon.process.wait(), 5)
+        assert code == 130, daemon.log_tail()
+        assert time.monotonic() - started < 2.0
+        answer = await asyncio.gather(sending, return_exceptions=True)
+        assert isinstance(answer[0], Exception), answer  # no 250: the sender retries
+        client.close()
+    finally:
+        await daemon.reap()
+    assert site.query("SELECT count(*) FROM inbound WHERE message_id LIKE '%m-2%'") == [(0,)]
+
+
+async def _port_of(daemon: Daemon) -> int:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        for line in daemon.log_path.read_text("utf-8", "replace").splitlines():
+            if '"gateway.started"' in line:
+                return int(json.loads(line)["ports"][0])
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the daemon never started\n{daemon.log_tail()}")
