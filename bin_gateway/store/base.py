@@ -94,13 +94,24 @@ class StoreBase:
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         """A write transaction; commits on success, rolls back on any exception."""
         async with self._lock:
-            await _run(self._writer, "BEGIN IMMEDIATE")
+            try:
+                await _run(self._writer, "BEGIN IMMEDIATE")
+            except BaseException:
+                # Cancelled while aiosqlite's thread ran the BEGIN: it may have begun all
+                # the same, and the next transaction would then fail ("cannot start a
+                # transaction within a transaction"). Shutdown cancels at any point.
+                await asyncio.shield(self._rollback_if_open())
+                raise
             try:
                 yield self._writer
             except BaseException:
                 await _run(self._writer, "ROLLBACK")
                 raise
             await _run(self._writer, "COMMIT")
+
+    async def _rollback_if_open(self) -> None:
+        if self._writer.in_transaction:
+            await _run(self._writer, "ROLLBACK")
 
     async def read(
         self, sql: str, params: Iterable[Any] | Mapping[str, Any] = ()

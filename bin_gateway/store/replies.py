@@ -125,13 +125,6 @@ class ReplyQueries(StoreBase):
             row = await cursor.fetchone()
         return int(row[0]) if row else 0
 
-    async def replies(self, thread_id: int) -> list[tuple[str, ReplyState, dict[str, object]]]:
-        rows = await self.read(
-            "SELECT direction, state, report FROM replies WHERE thread_id = ? ORDER BY id",
-            (thread_id,),
-        )
-        return [(r[0], ReplyState(r[1]), json.loads(r[2])) for r in rows]
-
     async def member_by_address(self, list_id: str, address: str) -> Member | None:
         """A member of ``list_id`` by address, compared case-insensitively."""
         row = await self.read_one(

@@ -220,9 +220,13 @@ class World:
         return [email for email, _ in people]
 
     async def stop(self) -> None:
-        await self.gateway.stop()
-        await self.sink.stop()
-        self.dns.stop()
+        """Stop everything, neighbours too even if the gateway's stop fails: a DNS
+        thread left running would keep the test process from exiting."""
+        try:
+            await self.gateway.stop()
+        finally:
+            await self.sink.stop()
+            self.dns.stop()
 
 
 def parse(data: bytes) -> EmailMessage:
