@@ -6,6 +6,7 @@ held, inside the same transaction that publishes the bulletin and queues the not
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 
@@ -52,7 +53,9 @@ class Approval:
         if held is None or lst is None:
             await self._finish(item)
             return
-        decision = read_decision(parse(item.raw))
+        # In a worker thread: parsing and reading an HTML reply is CPU work that would
+        # stall every SMTP session if it ran on the event loop.
+        decision = await asyncio.to_thread(_decision_of, item.raw)
         coordinator = item.author
         if decision.kind is DecisionKind.UNCLEAR:
             await self._tell(item, lst, coordinator, "decision_unclear",
@@ -251,3 +254,7 @@ async def decide_by_admin(
     writer = NoticeWriter(domain=services.config.gateway.domain, signer=services.signer)
     approval = Approval(services.config, services.store, writer)
     return await approval.decide_by_admin(submission_id, approve=approve, text=text, actor=actor)
+
+
+def _decision_of(raw: bytes) -> Decision:
+    return read_decision(parse(raw))

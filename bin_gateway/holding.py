@@ -6,7 +6,9 @@ row marked processed) commits in one transaction, so a crash either did all or n
 
 from __future__ import annotations
 
+import asyncio
 import time
+from dataclasses import dataclass
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -34,11 +36,36 @@ def parse(raw: bytes) -> EmailMessage:
     return message
 
 
+def parse_headers(raw: bytes) -> EmailMessage:
+    """The header block only: cheap whatever the body holds (for the Subject and such)."""
+    message = BytesParser(policy=policy.default).parsebytes(raw, headersonly=True)
+    assert isinstance(message, EmailMessage)
+    return message
+
+
 def subject_of(message: EmailMessage) -> str:
     try:
         return one_line(str(message.get("Subject", "")))[:200] or "(geen onderwerp)"
     except (ValueError, TypeError, LookupError):
         return "(geen onderwerp)"
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """What a moderation mail shows of the original, read once per inbound message."""
+
+    subject: str
+    attachments: str
+    original_text: str
+
+
+def summarise(raw: bytes) -> Summary:
+    """CPU work (a 1 MB HTML part or a thousand MIME parts cost seconds): call it through
+    ``asyncio.to_thread``, never on the event loop, where it would stall every SMTP
+    session while it runs."""
+    message = parse(raw)
+    return Summary(subject_of(message), attachment_names(message),
+                   best_text(message)[:_MAX_QUOTED_TEXT])
 
 
 def attachment_names(message: EmailMessage) -> str:
@@ -58,8 +85,8 @@ class Holding:
 
     async def hold(self, item: Inbound, list_ids: list[str]) -> list[int]:
         """Create the held items and ask each list's coordinators; returns submission ids."""
-        message = parse(item.raw)
-        subject = subject_of(message)
+        summary = await asyncio.to_thread(summarise, item.raw)
+        subject = summary.subject
         agency_id = str(item.facts.get("agency", ""))
         moderation = self._config.moderation
         now = time.time()
@@ -81,7 +108,7 @@ class Holding:
                     continue
                 created.append(submission_id)
                 held = await Store.submission_in(db, submission_id)
-                for notice in self.requests(held, lst, message, item, counts[list_id], token):
+                for notice in self.requests(held, lst, summary, item, counts[list_id], token):
                     await self._writer.queue(
                         db, notice, kind="moderation_request",
                         source_key=f"moderation-request:{submission_id}",
@@ -92,7 +119,7 @@ class Holding:
         return created
 
     def requests(
-        self, held: Submission, lst: MailingList, message: EmailMessage, item: Inbound,
+        self, held: Submission, lst: MailingList, summary: Summary, item: Inbound,
         member_count: int, token: str, *, text: str = "moderation_request",
     ) -> list[Notice]:
         language = lst.language
@@ -102,8 +129,8 @@ class Holding:
             "agency_name": agency_name, "sender_address": held.sender,
             "subject": held.subject, "list_name": lst.name, "member_count": member_count,
             "expires": local_time(held.expires_at, language),
-            "attachments": attachment_names(message),
-            "original_text": best_text(message)[:_MAX_QUOTED_TEXT],
+            "attachments": summary.attachments,
+            "original_text": summary.original_text,
         }
         return [
             Notice(
@@ -125,11 +152,13 @@ class Holding:
         if held.reply_id is not None:
             notices = await self._reply_reminders(held, lst, token)
         elif held.join_id is not None:
-            notices = join_review_notices(self._config, lst, held, token, own_words(item.raw),
+            words = await asyncio.to_thread(own_words, item.raw)
+            notices = join_review_notices(self._config, lst, held, token, words,
                                           text="join_review_reminder")
         else:
             count = await self._store.active_member_count(held.list_id)
-            notices = self.requests(held, lst, parse(item.raw), item, count, token,
+            summary = await asyncio.to_thread(summarise, item.raw)
+            notices = self.requests(held, lst, summary, item, count, token,
                                     text="moderation_reminder")
         async with self._store.transaction() as db:
             if not await Store.mark_reminded(db, held.id):

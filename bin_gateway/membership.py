@@ -18,6 +18,7 @@ person hears that it was received, and then the outcome.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from email import message_from_bytes
 from email import policy as email_policy
@@ -62,13 +63,18 @@ class Membership:
             await self._finish(item)
             return
         name = str(item.facts.get("author_name", ""))[:200]
+        # Read before the transaction and off the event loop: a big HTML body costs
+        # seconds of CPU, and anyone may write to the join address.
+        words = "-"
+        if lst.subscription is Subscription.APPROVAL:
+            words = await asyncio.to_thread(own_words, item.raw)
         async with self._store.transaction() as db:
-            outcome = await self._join_in(db, item, lst, name)
+            outcome = await self._join_in(db, item, lst, name, words)
             await Store.finish_inbound(db, item.id, InboundState.PROCESSED)
         log.info(f"join.{outcome}", list_id=lst.id, inbound_id=item.id)
 
     async def _join_in(
-        self, db: aiosqlite.Connection, item: Inbound, lst: MailingList, name: str
+        self, db: aiosqlite.Connection, item: Inbound, lst: MailingList, name: str, words: str
     ) -> str:
         address = item.author
         fields: dict[str, object] = {"list_name": lst.name, "address": address,
@@ -87,7 +93,7 @@ class Membership:
         join_id = await Store.create_join(db, list_id=lst.id, email=address, name=name,
                                           token_hash=token_hash(token), expires_at=expires_at)
         if lst.subscription is Subscription.APPROVAL:
-            await self._hold_join(db, item, lst, join_id, name)
+            await self._hold_join(db, item, lst, join_id, name, words)
             await self._tell(db, lst, address, "join_pending", fields, f"join-pending:{item.id}")
             return "held"
         reply_to = token_address(JOIN_PREFIX, token, self._domain)
@@ -104,7 +110,8 @@ class Membership:
         return "asked"
 
     async def _hold_join(
-        self, db: aiosqlite.Connection, item: Inbound, lst: MailingList, join_id: int, name: str
+        self, db: aiosqlite.Connection, item: Inbound, lst: MailingList, join_id: int, name: str,
+        words: str,
     ) -> None:
         token = new_moderation_token()
         moderation = self._config.moderation
@@ -118,8 +125,7 @@ class Membership:
         if submission_id is None:
             return
         held = await Store.submission_in(db, submission_id)
-        message = own_words(item.raw)
-        for notice in join_review_notices(self._config, lst, held, token, message,
+        for notice in join_review_notices(self._config, lst, held, token, words,
                                           text="join_review_request"):
             await self._writer.queue(db, notice, kind="moderation_request",
                                      source_key=f"join-review:{submission_id}")

@@ -16,7 +16,7 @@ import structlog
 from .approval import Approval
 from .bounce_handling import BounceHandling
 from .config import Config
-from .holding import Holding, parse, subject_of
+from .holding import Holding, parse_headers, subject_of
 from .membership import Membership
 from .models import Inbound, InboundState, RouteKind
 from .notices import Notice, NoticeWriter
@@ -109,7 +109,7 @@ class Processor:
 
     async def _publish_direct(self, item: Inbound, list_ids: list[str]) -> None:
         """A coordinator's own post: no holding; the coordinator is told it went out."""
-        subject = subject_of(parse(item.raw))
+        subject = subject_of(parse_headers(item.raw))
         name = str(item.facts.get("author_name", "")) or item.author
         async with self._store.transaction() as db:
             for list_id in list_ids:
@@ -133,7 +133,7 @@ class Processor:
 
     async def _postmaster(self, item: Inbound) -> None:
         """RFC 2142: postmaster@ and abuse@ reach the admin, the original attached."""
-        subject = subject_of(parse(item.raw))
+        subject = subject_of(parse_headers(item.raw))
         language = self._config.gateway.language
         notice = Notice(
             to=self._config.gateway.admin, text="postmaster_forward", language=language,

@@ -52,6 +52,11 @@ _WORDS = {
 _MAX_NAME = 120
 _DOMAIN = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?")
 _LIST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+# RFC 2045 tokens, kept short: what the generator cannot fold must stay under 998 octets.
+_MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/[a-z0-9][a-z0-9!#$&^_.+-]{0,63}")
+_MAX_PARAMETERS = 8
+_PARAMETER = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,63}")
+_CONTENT_ID = re.compile(r"<?[!-~]{1,250}>?")
 _META_CHARSET = re.compile(r"(<meta\b[^>]*?charset\s*=\s*[\"']?)([-\w:.]+)", re.IGNORECASE)
 
 
@@ -291,16 +296,25 @@ def _rebuilt(part: MIMEPart, disposition: str) -> MIMEPart | None:
     data = part.get_payload(decode=True)
     data = data if isinstance(data, bytes) else b""
     ctype = part.get_content_type()
-    if ctype.startswith("multipart/"):  # a container without boundary: keep its bytes
+    if ctype.startswith("multipart/") or not _MEDIA_TYPE.fullmatch(ctype):
+        # A container without boundary, or a type that is no type at all (Python hands
+        # back junk such as a 1,000-letter "maintype" as it is): keep the bytes only.
         ctype = "application/octet-stream"
     maintype, _, subtype = ctype.partition("/")
     filename = one_line(part.get_filename() or "") or None
     cid = one_line(str(part.get("Content-ID", ""))) or None
+    if cid is not None and not _CONTENT_ID.fullmatch(cid):
+        cid = None  # an unfoldable line over 998 octets would break the copy's DKIM
     params: dict[str, object] = _safe(lambda: dict(part["Content-Type"].params), {})
-    params = {k: one_line(str(v)) for k, v in params.items() if k not in ("boundary", "name")}
+    # Short plain names only (CPython's folder loops forever on a 1,000-letter one) and
+    # few of them (folding time grows with the square of their number).
+    kept = [(k, v) for k, v in params.items()
+            if k not in ("boundary", "name") and _PARAMETER.fullmatch(k)][:_MAX_PARAMETERS]
+    params = {k: one_line(str(v)) for k, v in kept}
     if filename:
         params["name"] = filename
-    disposition = part.get_content_disposition() or disposition
+    found = part.get_content_disposition()
+    disposition = found if found in ("inline", "attachment") else disposition
     leaf = MIMEPart(policy=_OUT)
     try:
         leaf.set_content(data, maintype, subtype, disposition=disposition, filename=filename,

@@ -23,6 +23,7 @@ from aiosmtpd.smtp import SMTP
 from . import replies
 from .config import Config
 from .metrics import Metrics
+from .mime_limits import structure_refusal
 from .models import RouteKind
 from .pipeline import Outcome, Session, Verdict, run_stages
 from .replies import SmtpReply
@@ -141,8 +142,12 @@ class GatewayHandler:
                 targets=_unique(r.target for r in routes), client_ip=_peer(session),
                 helo=session.host_name or "", raw=raw, message=message,
             )
-            async with asyncio.timeout(STAGES_TIMEOUT):
-                verdict = await run_stages(facts, self._stages.for_route(kind))
+            if too_complex := structure_refusal(raw):
+                # Refused before any stage: later parses of it would cost minutes or fail.
+                verdict = Verdict(Outcome.REJECT, replies.TOO_COMPLEX, too_complex)
+            else:
+                async with asyncio.timeout(STAGES_TIMEOUT):
+                    verdict = await run_stages(facts, self._stages.for_route(kind))
         except TimeoutError:
             verdict = Verdict(Outcome.DEFER, replies.DNS_TEMPFAIL, "checks timed out")
         except _MESSAGE_FAULTS as exc:
