@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import email.errors
+import resource
 import ssl
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -34,7 +36,14 @@ from .store import NewInbound, Store
 log = structlog.get_logger("bin_gateway.smtp")
 
 MAX_RECIPIENTS = 50
-SESSION_TIMEOUT = 300.0  # idle seconds before aiosmtpd drops a client
+# Seconds without a complete command line before aiosmtpd drops a client. Bytes trickled
+# without a line end do not reset it, and a whole DATA transfer must fit in it.
+SESSION_TIMEOUT = 300.0
+# Concurrent SMTP sessions; the next one is told 421 and closed. Bounded further by the
+# descriptor limit, keeping _FD_RESERVE for SQLite, the smarthost pool, DNS and HTTP:
+# idle connections must not leave the gateway unable to open its own files and sockets.
+MAX_CONNECTIONS = 2_000
+_FD_RESERVE = 200
 STAGES_TIMEOUT = 120.0  # all checks of one message, DNS included
 # Faults of the message itself (not ours): the answer is 554, not 451.
 _MESSAGE_FAULTS = (
@@ -53,7 +62,51 @@ _REWRITES = {
 }
 
 
+def connection_limit() -> int:
+    """MAX_CONNECTIONS, or fewer when the process may not open that many descriptors."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return MAX_CONNECTIONS
+    return max(1, min(MAX_CONNECTIONS, soft - _FD_RESERVE))
+
+
+@dataclass(slots=True)
+class Connections:
+    """The open SMTP sessions of all listeners, and how many may be open at once."""
+
+    limit: int
+    active: int = 0
+
+
 class GatewaySMTP(SMTP):
+    connections: Connections | None = None  # set by the factory
+    _counted = False
+    _refused = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # Called again for the TLS transport after STARTTLS: count the session once.
+        if self.connections is not None and not self._counted:
+            self._counted = True
+            self.connections.active += 1
+            self._refused = self.connections.active > self.connections.limit
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self.connections is not None and self._counted:
+            self._counted = False
+            self.connections.active -= 1
+        super().connection_lost(error)
+
+    async def _handle_client(self) -> None:
+        if self._refused:
+            log.warning("smtp.too_many_connections", peer=_peer(self.session),
+                        limit=self.connections.limit if self.connections else None)
+            await self.push(str(replies.TOO_MANY_CONNECTIONS))
+            if self.transport is not None:
+                self.transport.close()
+            return
+        await super()._handle_client()
+
     async def push(self, status: AnyStr) -> None:
         if isinstance(status, str):
             if status.startswith("552 Error: message size exceeds"):
@@ -182,8 +235,10 @@ class GatewayHandler:
 def make_smtp_factory(
     config: Config, handler: GatewayHandler, tls_context: ssl.SSLContext | None
 ) -> Callable[[], GatewaySMTP]:
+    connections = Connections(connection_limit())
+
     def factory() -> GatewaySMTP:
-        return GatewaySMTP(
+        smtp = GatewaySMTP(
             handler,
             hostname=config.gateway.hostname,
             ident="bin-gateway",
@@ -195,6 +250,8 @@ def make_smtp_factory(
             timeout=SESSION_TIMEOUT,
             command_call_limit=100,
         )
+        smtp.connections = connections
+        return smtp
     return factory
 
 
