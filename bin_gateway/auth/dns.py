@@ -2,8 +2,8 @@
 
 Everything DKIM and SPF need from DNS goes through one `Resolver`, so tests can point the
 production code at a DNS server on loopback and the daemon can bound what a flood of
-messages costs: answers are cached (TTL-bounded, size-bounded) and at most
-`max_concurrency` queries are in flight at once.
+messages costs: answers are cached (TTL-bounded, size-bounded), a question already on
+its way is not asked a second time, and at most `max_concurrency` queries are in flight.
 
 Names are looked up verbatim. A name that is not plain `[A-Za-z0-9_-]` labels (a NUL, a
 space, a quote, an empty label) is refused as "no record": a resolver that cut such a name
@@ -99,6 +99,7 @@ class CachingResolver:
         self._cache: OrderedDict[tuple[str, str], _Entry] = OrderedDict()
         self._cache_size = cache_size
         self._max_ttl = max_ttl
+        self._pending: dict[tuple[str, str], asyncio.Future[dns.resolver.Answer | None]] = {}
 
     async def txt(self, name: str) -> list[str]:
         answer = await self._lookup(name, "TXT")
@@ -132,6 +133,31 @@ class CachingResolver:
         cached = self._cached(key)
         if cached is not None:
             return cached.answer
+        pending = self._pending.get(key)
+        if pending is not None:
+            # The same question is already on its way (a burst of mail from one domain):
+            # share its answer or its failure rather than ask again.
+            return await asyncio.shield(pending)
+        shared: asyncio.Future[dns.resolver.Answer | None] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._pending[key] = shared
+        try:
+            answer = await self._fetch(key)
+        except BaseException as exc:
+            failure = exc if isinstance(exc, Exception) else DnsTemporaryError(
+                f"DNS {rdtype} {clean}: lookup abandoned")
+            shared.set_exception(failure)
+            shared.exception()  # retrieved here: nobody may be waiting for it
+            raise
+        else:
+            shared.set_result(answer)
+            return answer
+        finally:
+            del self._pending[key]
+
+    async def _fetch(self, key: tuple[str, str]) -> dns.resolver.Answer | None:
+        clean, rdtype = key
         try:
             # The wait for a free slot counts too: under a flood, waiting longer than a
             # query may take means "try again later", not an unbounded queue.

@@ -11,6 +11,7 @@ the real wire path: 255-byte TXT strings, truncation and TCP fallback, timeouts,
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -45,6 +46,9 @@ class Zone:
     timeouts: set[str] = field(default_factory=set)
     servfails: set[str] = field(default_factory=set)
     queries: list[tuple[str, str]] = field(default_factory=list)
+    delays: dict[str, float] = field(default_factory=dict)
+    in_flight: int = 0  # queries being answered right now (delayed ones wait here)
+    most_in_flight: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _add(self, name: str, qtype: int, rdata: Any) -> None:
@@ -88,12 +92,18 @@ class Zone:
         with self.lock:
             self.servfails.add(_key(name))
 
+    def delay(self, name: str, seconds: float) -> None:
+        """Answer queries for this name only after ``seconds`` (a slow name server)."""
+        with self.lock:
+            self.delays[_key(name)] = seconds
+
     def clear(self) -> None:
         """Forget every record, fault and logged query."""
         with self.lock:
             self.records.clear()
             self.timeouts.clear()
             self.servfails.clear()
+            self.delays.clear()
             self.queries.clear()
 
     def queried(self, name: str) -> int:
@@ -111,6 +121,20 @@ class _ZoneResolver(BaseResolver):  # type: ignore[misc]
         qname = str(request.q.qname)
         key = _key(qname)
         qtype = request.q.qtype
+        zone = self.zone
+        with zone.lock:
+            delay = zone.delays.get(key, 0.0)
+            zone.in_flight += 1
+            zone.most_in_flight = max(zone.most_in_flight, zone.in_flight)
+        try:
+            if delay:
+                time.sleep(delay)  # each query has its own server thread
+            return self._answer(request, qname, key, qtype)
+        finally:
+            with zone.lock:
+                zone.in_flight -= 1
+
+    def _answer(self, request: DNSRecord, qname: str, key: str, qtype: int) -> DNSRecord:
         zone = self.zone
         with zone.lock:
             zone.queries.append((key, QTYPE.get(qtype, str(qtype))))
