@@ -817,6 +817,18 @@ class Relay:
     counts: dict[str, int]
     rss_mb: float
     machine: float
+    worker_cpu: float  # the reply pool's processes, started with the first reply
+
+
+def pool_cpu(gateway: Gateway) -> float:
+    """CPU seconds of the reply pool's worker processes so far (their start included)."""
+    pool = gateway.reply_pool._pool
+    total = 0.0
+    for pid in getattr(pool, "_processes", None) or {}:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 async def phase_relay(
@@ -853,6 +865,7 @@ async def phase_relay(
     if profiler:
         profiler.disable()
     gateway_cpu, machine = time.process_time() - cpu, machine_busy() - machine
+    worker_cpu = pool_cpu(phase.gateway)
     threads = since(threads_before)
     rss = peak_rss_mb()
     all_line.cancel()
@@ -875,6 +888,7 @@ async def phase_relay(
     return Relay(
         last_copy - first if last_copy else None, recorded_at - first if recorded_at else None,
         result["last"] - first, result, sink, gateway_cpu, threads, counts, rss, machine,
+        worker_cpu,
     )
 
 
@@ -970,6 +984,9 @@ async def run(args: argparse.Namespace) -> bool:
         print(f"  {'gateway CPU ms a reply in ' + name:40} {cpu * 1000 / args.replies:7.2f} ms"
               "  (" + ", ".join(f"{group} {seconds * 1000 / args.replies:.2f}"
                                 for group, seconds in sorted(threads.items()) if seconds) + ")")
+    print(f"  {'reply worker process CPU ms a reply':40}"
+          f" {relay.worker_cpu * 1000 / args.replies:7.2f} ms  (anonymise, build, sign;"
+          " its start-up included)")
     print(f"  {'peak RSS of the gateway process':40} {relay.rss_mb:7.1f} MB"
           f"  (before set-up: {rss_before:.1f} MB)")
     refused = intake.refused | client["refused"]
@@ -982,7 +999,8 @@ async def run(args: argparse.Namespace) -> bool:
         print(f"  refused: {refused}")
     others = {"A": intake.machine - intake.gateway_cpu - intake.client["cpu"]
               - intake.sink["cpu"],
-              "B": relay.machine - relay.gateway_cpu - client["cpu"] - relay.sink["cpu"]}
+              "B": relay.machine - relay.gateway_cpu - client["cpu"] - relay.sink["cpu"]
+              - relay.worker_cpu}
     print(f"  {'other processes on the machine, CPU s':40} A {max(0.0, others['A']):.2f},"
           f" B {max(0.0, others['B']):.2f}" + ("  (the CPUs were shared: wall times suffer,"
           " CPU ms a reply less)" if max(others.values()) > 0.1 * relay.gateway_cpu else ""))
