@@ -146,7 +146,7 @@ def redact(
     if contact_details:  # before the addresses: a wa.me link must go whole
         text, annotations = _LINK_NOTE.subn("", text)
         text, links = _PHONE_LINK.subn(REDACTED, text)
-    text, n = _replace_regex(text, _own_address_pattern(own_addresses))
+    text, n = _replace_regex(text, _own_address_pattern(own_addresses, _haystack(text)))
     identity += n
     others = 0
     if contact_details:  # before the names: "j.de.vries@work.example" must go whole
@@ -176,8 +176,29 @@ def _bare_address(value: str) -> str:
     return value.lower()
 
 
-def _own_address_pattern(addresses: list[str]) -> re.Pattern[str] | None:
-    """Whole addresses (also "at"/"dot" spelled), local parts and non-provider domains."""
+# The only characters outside ASCII that re.IGNORECASE matches to an ASCII letter.
+_RE_IGNORECASE_ASCII = str.maketrans({"\u0130": "i", "\u0131": "i", "\u017f": "s", "\u212a": "k"})
+
+
+def _haystack(text: str) -> str:
+    """``text`` for :func:`_may_occur`: lower case, with the letters above made ASCII."""
+    return text.translate(_RE_IGNORECASE_ASCII).lower()
+
+
+def _may_occur(haystack: str, *pieces: str) -> bool:
+    """False only if a case-insensitive pattern built from ``pieces`` cannot match.
+
+    Compiling a member's address pattern cost more than the rest of a reply's redaction
+    (about 1.8 ms: every dot is spelled out several ways), and mostly the address is not
+    in the text at all. Pieces outside ASCII are not checked: case-insensitive matching
+    there has more rules than ``lower()`` (final sigma), and the safe side is to compile.
+    """
+    return all(not piece.isascii() or piece in haystack for piece in pieces if piece)
+
+
+def _own_address_pattern(addresses: list[str], haystack: str) -> re.Pattern[str] | None:
+    """Whole addresses (also "at"/"dot" spelled), local parts and non-provider domains,
+    leaving out those that cannot occur in the text (see :func:`_may_occur`)."""
     whole: set[str] = set()
     words: set[str] = set()
     for address in addresses:
@@ -186,12 +207,14 @@ def _own_address_pattern(addresses: list[str]) -> re.Pattern[str] | None:
         for candidate in {local, base}:
             if not candidate:
                 continue
-            whole.add(_spelled_out(candidate, domain))
-            if len(candidate) >= _MIN_LOCAL and candidate not in _GENERIC_LOCAL:
+            if _may_occur(haystack, *candidate.split("."), *domain.split(".")):
+                whole.add(_spelled_out(candidate, domain))
+            if (len(candidate) >= _MIN_LOCAL and candidate not in _GENERIC_LOCAL
+                    and _may_occur(haystack, candidate)):
                 words.add(re.escape(candidate))
-        if domain not in _SHARED_DOMAINS and "." in domain:
+        if domain not in _SHARED_DOMAINS and "." in domain and _may_occur(haystack, domain):
             words.add(r"(?:[\w-]+\.)*" + re.escape(domain))
-    if not whole:
+    if not whole and not words:
         return None
     alternatives = sorted(whole, key=len, reverse=True) + sorted(words, key=len, reverse=True)
     body = "|".join(f"(?:{a})" for a in alternatives)
