@@ -153,7 +153,8 @@ def redact(
         text, plain = _ADDRESS.subn(REDACTED, text)
         text, obfuscated = _OBFUSCATED.subn(REDACTED, text)
         others = plain + obfuscated
-    text, n = _replace_folded(text, _name_pattern(name_list, own_addresses))
+    folded = fold(text)
+    text, n = _replace_folded(text, folded, _name_pattern(name_list, own_addresses, folded[0]))
     identity += n
     if not contact_details:
         return Redacted(text, identity, 0, 0)
@@ -238,19 +239,28 @@ def _replace_regex(text: str, pattern: re.Pattern[str] | None) -> tuple[str, int
 # --- names ----------------------------------------------------------------------------
 
 
-def _name_pattern(names: list[str], addresses: list[str]) -> re.Pattern[str] | None:
-    """One pattern for every form of every name, longest first, on folded text."""
+def _name_pattern(
+    names: list[str], addresses: list[str], folded_text: str
+) -> re.Pattern[str] | None:
+    """One pattern for every form of every name, longest first, on folded text; forms
+    with a word missing from ``folded_text`` cannot match it and are left out (the
+    pattern has no flags and its words are literal, so this check is exact)."""
     variants: set[str] = set()
     for raw in names:
         if "@" in raw:  # "Jan <jan@x.nl>": the address is redacted as an address
             raw = parseaddr(raw)[0]
         for form in _name_forms(raw):
-            variants.update(_name_variants(fold(form)[0]))
+            variants.update(
+                _NAME_JOIN.join(map(re.escape, words))
+                for words in _name_variants(fold(form)[0])
+                if all(word in folded_text for word in words)
+            )
     for address in addresses:  # "jan.devries@…" also names "devries" in "www.devries.nl"
         local = address.split("@", 1)[0]
         variants.update(
             re.escape(piece) for piece in re.split(r"[._+\-\d]+", fold(local)[0])
             if len(piece) >= _MIN_LOCAL and piece not in _GENERIC_LOCAL
+            and piece in folded_text
         )
     if not variants:
         return None
@@ -272,22 +282,23 @@ def _name_forms(raw: str) -> list[str]:
     return forms
 
 
-def _name_variants(folded: str) -> set[str]:
+def _name_variants(folded: str) -> set[tuple[str, ...]]:
+    """The forms of one folded name, each as its words (joined by ``_NAME_JOIN``)."""
     tokens = _NAME_TOKEN.findall(folded)[:20]
-    variants: set[str] = set()
+    variants: set[tuple[str, ...]] = set()
     if all(t in _PARTICLES for t in tokens):
         return variants  # "van" as a name would redact every "van" of the text
     if sum(len(t) for t in tokens) >= _MIN_PART:  # the full name; a lone initial is none
-        variants.add(_NAME_JOIN.join(map(re.escape, tokens)))
+        variants.add(tuple(tokens))
     for i, token in enumerate(tokens):
         # "de Vries" and "devries"; not from "Vries, Jan de", which ends in the particle
         if token in _PARTICLES and tokens[-1] not in _PARTICLES:
-            variants.add(_NAME_JOIN.join(map(re.escape, tokens[i:])))
+            variants.add(tuple(tokens[i:]))
             break
     for token in tokens:
         pieces = {token, *token.split("'")}  # "o'brien" and "brien"
         variants.update(
-            re.escape(p) for p in pieces
+            (p,) for p in pieces
             if sum(c.isalpha() for c in p) >= _MIN_PART and p not in _PARTICLES
         )
     return variants
@@ -313,10 +324,13 @@ def fold(text: str) -> tuple[str, list[int] | None]:
     return "".join(pieces), index
 
 
-def _replace_folded(text: str, pattern: re.Pattern[str] | None) -> tuple[str, int]:
+def _replace_folded(
+    text: str, folded_text: tuple[str, list[int] | None], pattern: re.Pattern[str] | None
+) -> tuple[str, int]:
+    """``text`` with what ``pattern`` finds in its folded form (``fold(text)``) cut out."""
     if pattern is None:
         return text, 0
-    folded, index = fold(text)
+    folded, index = folded_text
     spans: list[tuple[int, int]] = []
     for match in pattern.finditer(folded):
         if match.end() == match.start():
