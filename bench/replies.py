@@ -81,12 +81,13 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 
 import aiosmtplib
+from lean_sink import LeanSink, SinkCounts  # bench/, the script's own folder
 
 from bin_gateway import anonymise as anonymise_module
 from bin_gateway import reply_relay
@@ -420,8 +421,12 @@ def serve_sink(expect: int) -> None:
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        state = _SinkState(expect)
-        server = await loop.create_server(lambda: _LeanSink(state), "127.0.0.1", 0)
+        def on_message(counts: SinkCounts) -> None:
+            if counts.count == expect:
+                print(f"ALL {time.monotonic():.6f}", flush=True)
+
+        state = SinkCounts(on_message=on_message)
+        server = await loop.create_server(lambda: LeanSink(state), "127.0.0.1", 0)
         stop = asyncio.Event()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         print(f"PORT {server.sockets[0].getsockname()[1]}", flush=True)
@@ -433,82 +438,6 @@ def serve_sink(expect: int) -> None:
               flush=True)
 
     asyncio.run(main())
-
-
-@dataclass(slots=True)
-class _SinkState:
-    expect: int
-    count: int = 0
-    by_recipient: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-
-
-class _LeanSink(asyncio.Protocol):
-    """Just enough SMTP to accept mail (see bench/fanout.py), counting per recipient."""
-
-    def __init__(self, state: _SinkState) -> None:
-        self._state = state
-        self._buffer = b""
-        self._in_data = False
-        self._rcpts: list[str] = []
-        self._transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
-        transport.write(b"220 sink.bench ESMTP\r\n")
-
-    def _accepted(self) -> None:
-        state = self._state
-        state.count += 1
-        for rcpt in self._rcpts:
-            state.by_recipient[rcpt] += 1
-        self._rcpts = []
-        if state.count == state.expect:
-            print(f"ALL {time.monotonic():.6f}", flush=True)
-
-    def data_received(self, data: bytes) -> None:
-        assert self._transport is not None
-        start = max(0, len(self._buffer) - 4)
-        self._buffer += data
-        replies: list[bytes] = []
-        while True:
-            if self._in_data:
-                end = self._buffer.find(b"\r\n.\r\n", start)
-                if end < 0:
-                    break
-                self._buffer = self._buffer[end + 5:]
-                self._in_data, start = False, 0
-                self._accepted()
-                replies.append(b"250 2.0.0 OK\r\n")
-                continue
-            end = self._buffer.find(b"\r\n")
-            if end < 0:
-                break
-            line, self._buffer = self._buffer[:end], self._buffer[end + 2:]
-            verb = line[:4].upper()
-            if verb == b"EHLO":
-                replies.append(b"250-sink.bench\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n"
-                               b"250 SIZE 100000000\r\n")
-            elif verb == b"RCPT":
-                address = line.partition(b"<")[2].partition(b">")[0]
-                self._rcpts.append(address.decode("utf-8", "replace").lower())
-                replies.append(b"250 OK\r\n")
-            elif verb in (b"MAIL", b"RSET"):
-                self._rcpts = []
-                replies.append(b"250 OK\r\n")
-            elif verb == b"DATA":
-                self._in_data, start = True, 0
-                self._buffer = b"\r\n" + self._buffer  # the first line may be "." already
-                replies.append(b"354 go ahead\r\n")
-            elif verb == b"QUIT":
-                replies.append(b"221 bye\r\n")
-                self._transport.write(b"".join(replies))
-                self._transport.close()
-                return
-            else:
-                replies.append(b"250 OK\r\n")
-        if replies:
-            self._transport.write(b"".join(replies))
 
 
 # --- the children, seen from the gateway's process ---------------------------------------
