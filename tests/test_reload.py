@@ -1,7 +1,8 @@
 """SIGHUP reloads the config: a good file takes effect for new work, a bad one is refused
 with its problems logged and the old config kept; settings fixed at start are named as
-needing a restart. The real daemon (``python -m bin_gateway serve``) with a NOTIFY_SOCKET,
-and the in-process World for a setting observed end to end."""
+needing a restart. The real daemon (``bin_gateway serve``, under the unit's
+MemoryDenyWriteExecute policy) with a NOTIFY_SOCKET, and the in-process World for a
+setting observed end to end."""
 
 from __future__ import annotations
 
@@ -39,6 +40,15 @@ from tests.support.world import (
 ROOT = Path(__file__).resolve().parent.parent
 WEST = f"buurt-west@{DOMAIN}"
 WEST_COORDINATOR = "coordinator.west@example.nl"
+# The daemon as the unit runs it: MemoryDenyWriteExecute's policy, set with the kernel's
+# PR_SET_MDWE (Linux 6.3+; what systemd itself uses where it can), so a dependency that
+# needs writable code pages would fail here; on an older kernel it runs without.
+UNDER_MDWE = """
+import ctypes, os, sys, runpy
+ctypes.CDLL(None, use_errno=True).prctl(65, 1, 0, 0, 0)  # PR_SET_MDWE, REFUSE_EXEC_GAIN
+sys.argv = ["bin-gateway", *sys.argv[1:]]
+runpy.run_module("bin_gateway", run_name="__main__")
+"""
 NEW_LIST = f"""
 [[lists]]
 id = "buurt-west"
@@ -118,7 +128,7 @@ async def test_sighup_reloads_a_good_file_and_refuses_a_bad_one(tmp_path: Path) 
     log_path = tmp_path / "gateway.log"
     with log_path.open("wb") as log_file:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bin_gateway", "serve", "--config", str(config),
+            sys.executable, "-c", UNDER_MDWE, "serve", "--config", str(config),
             env=env, stdout=log_file, stderr=log_file)
     try:
         ready = await asyncio.to_thread(_receive, sock, "READY=1", 30)
