@@ -20,7 +20,6 @@ import contextlib
 import os
 import signal
 import ssl
-import time
 from pathlib import Path
 
 import structlog
@@ -36,7 +35,7 @@ from .processor import Processor
 from .reply_pool import ReplyPool, default_workers
 from .router import Router
 from .scheduler import Scheduler
-from .sd_notify import notify, watchdog_interval
+from .sd_notify import notify, reloading, watchdog_interval
 from .services import Services, open_services
 from .smarthost import SmarthostPool
 from .smtp_server import GatewayHandler, make_smtp_factory
@@ -200,7 +199,7 @@ async def serve(config: Config) -> None:
                 await asyncio.wait_for(_either(stop, reload), tick)
             if reload.is_set() and not stop.is_set():
                 reload.clear()
-                notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
+                notify(reloading())
                 await reload_config(gateway, gateway.current.config.source)
                 notify(f"READY=1\n{status}")
             if ping:
