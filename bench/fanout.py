@@ -50,7 +50,7 @@ import aiosmtplib
 from lean_sink import LeanSink, SinkCounts  # bench/, the script's own folder
 
 from bin_gateway.app import make_transport
-from bin_gateway.config import Config, load_config
+from bin_gateway.config import Config, CurrentConfig, load_config
 from bin_gateway.keys import generate_key, write_private_key
 from bin_gateway.log import configure_logging
 from bin_gateway.models import InboundState, RouteKind
@@ -260,7 +260,7 @@ class FanOut:
 
 async def fan_out(setup: Setup, members: int) -> FanOut:
     transport = CountingTransport(make_transport(setup.config), members)
-    outbox = Outbox(setup.config, setup.store, setup.signer, transport)
+    outbox = Outbox(CurrentConfig(setup.config), setup.store, setup.signer, transport)
     db_path = setup.config.gateway.data_dir / DATABASE_NAME
     started = time.perf_counter()
     task = asyncio.create_task(outbox.run())

@@ -13,7 +13,7 @@ from email.parser import BytesParser
 
 import structlog
 
-from .config import Config, MailingList
+from .config import CurrentConfig, FollowsConfig, MailingList
 from .mailtext import best_text
 from .membership import join_review_notices, own_words
 from .models import Inbound, InboundState, ReplyState, Submission, SubmissionState
@@ -50,9 +50,9 @@ def attachment_names(message: EmailMessage) -> str:
     return ", ".join(one_line(str(n)) for n in names) or "-"
 
 
-class Holding:
-    def __init__(self, config: Config, store: Store, writer: NoticeWriter) -> None:
-        self._config = config
+class Holding(FollowsConfig):
+    def __init__(self, current: CurrentConfig, store: Store, writer: NoticeWriter) -> None:
+        self._current = current
         self._store = store
         self._writer = writer
 
