@@ -170,7 +170,9 @@ class GatewayHandler(FollowsConfig):
             rcpt_tos=facts.rcpt_tos, client_ip=facts.client_ip, helo=facts.helo,
             raw=facts.raw, author=author, auth=facts.auth,
             message_id=message_id_of(facts) if facts.author is not None else "",
-            facts={**facts.facts, "author_name": facts.author.display_name if facts.author else ""},
+            facts={**facts.facts,
+                   "author_name": facts.author.display_name if facts.author else "",
+                   "author_flags": facts.author.flags if facts.author else []},
         ))
 
 
