@@ -135,9 +135,12 @@ class Redacted:
 
 
 def redact(
-    text: str, addresses: Iterable[str], names: Iterable[str], *, contact_details: bool
+    text: str, addresses: Iterable[str], names: Iterable[str], *, contact_details: bool,
+    name_parts: bool = True,
 ) -> Redacted:
-    """``text`` with the identity (and, with ``contact_details``, contact data) replaced."""
+    """``text`` with the identity (and, with ``contact_details``, contact data) replaced;
+    without ``name_parts``, a name only as a whole (its words in a row, as in
+    "Wijkagent Noord"), not each of its words or an address's name-like pieces."""
     own_addresses = [a for a in map(_bare_address, addresses) if a][:_MAX_NAMES]
     name_list = [n for n in names if n][:_MAX_NAMES]
     own_addresses += [a for a in map(_bare_address, name_list) if a]  # a name that is one
@@ -154,7 +157,9 @@ def redact(
         text, obfuscated = _OBFUSCATED.subn(REDACTED, text)
         others = plain + obfuscated
     folded = fold(text)
-    text, n = _replace_folded(text, folded, _name_pattern(name_list, own_addresses, folded[0]))
+    pattern = _name_pattern(name_list, own_addresses if name_parts else [], folded[0],
+                            parts=name_parts)
+    text, n = _replace_folded(text, folded, pattern)
     identity += n
     if not contact_details:
         return Redacted(text, identity, 0, 0)
@@ -240,7 +245,7 @@ def _replace_regex(text: str, pattern: re.Pattern[str] | None) -> tuple[str, int
 
 
 def _name_pattern(
-    names: list[str], addresses: list[str], folded_text: str
+    names: list[str], addresses: list[str], folded_text: str, *, parts: bool = True
 ) -> re.Pattern[str] | None:
     """One pattern for every form of every name, longest first, on folded text; forms
     with a word missing from ``folded_text`` cannot match it and are left out (the
@@ -252,7 +257,7 @@ def _name_pattern(
         for form in _name_forms(raw):
             variants.update(
                 _NAME_JOIN.join(map(re.escape, words))
-                for words in _name_variants(fold(form)[0])
+                for words in _name_variants(fold(form)[0], parts=parts)
                 if all(word in folded_text for word in words)
             )
     for address in addresses:  # "jan.devries@…" also names "devries" in "www.devries.nl"
@@ -282,14 +287,17 @@ def _name_forms(raw: str) -> list[str]:
     return forms
 
 
-def _name_variants(folded: str) -> set[tuple[str, ...]]:
-    """The forms of one folded name, each as its words (joined by ``_NAME_JOIN``)."""
+def _name_variants(folded: str, *, parts: bool = True) -> set[tuple[str, ...]]:
+    """The forms of one folded name, each as its words (joined by ``_NAME_JOIN``);
+    without ``parts`` only the whole name."""
     tokens = _NAME_TOKEN.findall(folded)[:20]
     variants: set[tuple[str, ...]] = set()
     if all(t in _PARTICLES for t in tokens):
         return variants  # "van" as a name would redact every "van" of the text
     if sum(len(t) for t in tokens) >= _MIN_PART:  # the full name; a lone initial is none
         variants.add(tuple(tokens))
+    if not parts:
+        return variants
     for i, token in enumerate(tokens):
         # "de Vries" and "devries"; not from "Vries, Jan de", which ends in the particle
         if token in _PARTICLES and tokens[-1] not in _PARTICLES:

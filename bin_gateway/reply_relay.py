@@ -215,11 +215,13 @@ class ReplyRelay(FollowsConfig):
             await self._finish(item, "thread, member or list is gone")
             return
         talk = Conversation(lst, bulletin, thread)
-        # The staff member's own address and name go the same way a member's do; the
-        # agency's public contact details (a station's number) may stay.
+        # The staff member's own address and full name go the same way a member's do;
+        # the agency's public contact details (a station's number) may stay, and so do
+        # single words of the name ("Noord" of "Wijkagent Noord" names a neighbourhood).
         identity = Identity(addresses=(item.author,),
                             names=_unique(str(item.facts.get("author_name", ""))))
-        policy = Policy(redact_contact_details=False, language=lst.language)
+        policy = Policy(redact_contact_details=False, language=lst.language,
+                        whole_names_only=True)
         entity, report = await asyncio.to_thread(anonymise, item.raw, identity, policy)
         state = (ReplyState.UNREADABLE if report.encrypted
                  else ReplyState.RELAYED if report.own_text else ReplyState.EMPTY)
