@@ -88,7 +88,7 @@ class Gateway:
         self.outbox = Outbox(current, services.store, services.signer, transport, services.links)
         self.reply_pool = ReplyPool(config, writer, default_workers())
         self.processor = Processor(
-            current, services.store, writer, self.outbox.wake, self.reply_pool
+            current, services.store, writer, self.outbox.wake, self.reply_pool, services.links
         )
         self.scheduler = Scheduler(
             current, services.store, self.processor.holding, self.outbox.wake

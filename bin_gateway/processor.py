@@ -17,6 +17,7 @@ from .approval import Approval
 from .bounce_handling import BounceHandling
 from .config import CurrentConfig, FollowsConfig
 from .holding import Holding, parse, subject_of
+from .link_tokens import LinkSigner
 from .membership import Membership
 from .models import Inbound, InboundState, RouteKind
 from .notices import Notice, NoticeWriter
@@ -34,6 +35,7 @@ class Processor(FollowsConfig):
     def __init__(
         self, current: CurrentConfig, store: Store, writer: NoticeWriter,
         wake_outbox: Callable[[], None], pool: ReplyPool | None = None,
+        links: LinkSigner | None = None,
     ) -> None:
         self._current = current
         self._store = store
@@ -43,7 +45,7 @@ class Processor(FollowsConfig):
         self.approval = Approval(current, store, writer)
         self.replies = ReplyRelay(current, store, writer, pool)
         self.bounces = BounceHandling(current, store, writer)
-        self.membership = Membership(current, store, writer)
+        self.membership = Membership(current, store, writer, links)
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
