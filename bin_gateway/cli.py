@@ -19,7 +19,7 @@ import sqlite3
 import sys
 from collections.abc import Callable
 
-from . import __version__, cli_held, cli_keys, cli_members, cli_privacy, cli_queue, cli_stats
+from . import __version__, cli_held, cli_keys, cli_members, cli_privacy, cli_queue, cli_stats, demo
 from .cli_common import (
     EXIT_FAILURE,
     EXIT_OK,
@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     common = common_options(suppress=True)
     _register(commands, common)
-    for module in (cli_members, cli_held, cli_queue, cli_keys, cli_privacy, cli_stats):
+    for module in (cli_members, cli_held, cli_queue, cli_keys, cli_privacy, cli_stats, demo):
         module.register(commands, common)
     return parser
 
