@@ -17,27 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from bin_gateway.cli import main
-from bin_gateway.config.reader import _read_config  # the walk over sections the loader does
-from bin_gateway.config.table import Table
-
-REPO = Path(__file__).resolve().parent.parent
-EXAMPLE = REPO / "config.example.toml"
-
-
-def _keys_by_section(table: Table, found: dict[str, set[str]]) -> dict[str, set[str]]:
-    """Section path ("gateway", "lists", ...) -> the keys the reader asked that table for."""
-    section = re.sub(r"\[\d+\]", "", table.path)
-    found[section] |= table.read
-    for child in table.children:
-        _keys_by_section(child, found)
-    return found
-
-
-def _reader_keys() -> dict[str, set[str]]:
-    raw = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
-    root = Table(raw, "", [], REPO)
-    _read_config(root, str(EXAMPLE))  # problems (missing key files) do not matter here
-    return _keys_by_section(root, defaultdict(set))
+from tests.support.config_keys import EXAMPLE, reader_keys
 
 
 def _example_keys() -> dict[str, set[str]]:
@@ -51,7 +31,7 @@ def _example_keys() -> dict[str, set[str]]:
 
 def test_example_sets_every_key_the_reader_knows() -> None:
     """Each key of each section the reader reads is set in config.example.toml, and only those."""
-    reader = _reader_keys()
+    reader = reader_keys()
     sections = set(reader) - {""}
     assert reader[""] == sections  # the top level holds sections only
     assert sections == {"gateway", "tls", "dkim", "inbound", "moderation", "delivery", "http",
@@ -77,7 +57,7 @@ def test_every_key_in_the_example_has_a_comment_above_it() -> None:
             seen.add((section, key.group(1)))
             assert previous.startswith("#"), f"[{section}] {key.group(1)} has no comment"
         previous = line.strip()
-    expected = {(section, key) for section, keys in _reader_keys().items() if section
+    expected = {(section, key) for section, keys in reader_keys().items() if section
                 for key in keys}  # fmt: skip
     assert seen == expected
 
