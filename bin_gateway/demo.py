@@ -15,15 +15,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import email.policy
 import sys
 import tempfile
 import textwrap
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from email.message import EmailMessage
-from email.parser import BytesParser
 from email.utils import parseaddr
 from pathlib import Path
 from typing import TextIO
@@ -32,6 +27,7 @@ import aiosmtplib
 
 from .cli_common import EXIT_FAILURE, EXIT_OK, CliError, Subparsers
 from .config import load_config
+from .demo_outbox import DemoFailed, Mail, OutboxWatcher, to
 from .keys import generate_key, write_private_key
 from .log import configure_logging
 
@@ -90,10 +86,6 @@ coordinators = ["{COORDINATOR}"]
 """
 
 
-class DemoFailed(Exception):
-    """A step did not happen: the message says which."""
-
-
 def register(commands: Subparsers, common: argparse.ArgumentParser) -> None:
     del common  # the demo writes its own configuration; --config means nothing here
     cmd = commands.add_parser(
@@ -136,75 +128,6 @@ def _prepare_directory(given: Path | None) -> Path:
         raise CliError(f"{directory} is not an empty directory: the demo needs a fresh one")
     directory.mkdir(parents=True, exist_ok=True)
     return directory
-
-
-# --- reading what the gateway wrote ----------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Mail:
-    """One file in the outbox: the message as the recipient would get it."""
-
-    path: Path
-    raw: bytes
-    message: EmailMessage
-
-    @property
-    def recipient(self) -> str:
-        return str(self.message["Delivered-To"] or "")
-
-    @property
-    def subject(self) -> str:
-        return str(self.message["Subject"] or "")
-
-    def header(self, name: str) -> str:
-        return str(self.message[name] or "")
-
-    def text(self) -> str:
-        body = self.message.get_body(("plain",))
-        return str(body.get_content()) if isinstance(body, EmailMessage) else ""
-
-
-Match = Callable[[Mail], bool]
-
-
-class OutboxWatcher:
-    """Waits for new files in ``outbox/new``; each file is handed out once."""
-
-    def __init__(self, new_dir: Path, timeout: float) -> None:
-        self._new = new_dir
-        self._timeout = timeout
-        self._taken: set[str] = set()
-
-    async def wait(self, what: str, match: Match, count: int = 1) -> list[Mail]:
-        deadline = time.monotonic() + self._timeout
-        while True:
-            found = [mail for mail in self._unread() if match(mail)][:count]
-            if len(found) == count:
-                self._taken.update(mail.path.name for mail in found)
-                return found
-            if time.monotonic() > deadline:
-                raise DemoFailed(
-                    f"timed out after {self._timeout:g} s waiting for {what} "
-                    f"(found {len(found)} of {count} in {self._new})"
-                )
-            await asyncio.sleep(0.05)
-
-    def _unread(self) -> list[Mail]:
-        if not self._new.is_dir():
-            return []
-        mails = []
-        paths = [p for p in self._new.iterdir() if p.name not in self._taken]
-        for path in sorted(paths, key=lambda p: (p.stat().st_mtime_ns, p.name)):  # oldest first
-            raw = path.read_bytes()
-            message = BytesParser(policy=email.policy.default).parsebytes(raw)
-            assert isinstance(message, EmailMessage)  # policy.default makes these
-            mails.append(Mail(path, raw, message))
-        return mails
-
-
-def to(address: str, subject_part: str = "") -> Match:
-    return lambda mail: mail.recipient == address and subject_part in mail.subject
 
 
 # --- playing the people ----------------------------------------------------------------
@@ -280,6 +203,7 @@ async def _play(directory: Path, out: TextIO, wait_seconds: float) -> None:
             await _story(say, watcher, gateway.ports[0])
         finally:
             await gateway.stop()
+            configure_logging(level="warning", stream=sys.stderr)  # the file closes next
     _conclude(say, directory, config.delivery.maildir / "new")
 
 

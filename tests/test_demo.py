@@ -21,7 +21,8 @@ import dkim
 import pytest
 
 from bin_gateway.cli import main
-from bin_gateway.demo import COORDINATOR, MEMBERS, POLICE, POLICE_NAME, DemoFailed, OutboxWatcher
+from bin_gateway.demo import COORDINATOR, MEMBERS, POLICE, POLICE_NAME
+from bin_gateway.demo_outbox import DemoFailed, OutboxWatcher
 from bin_gateway.keys import dkim_txt_record
 from tests.support.reply_corpus import decoded_dump
 
