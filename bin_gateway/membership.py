@@ -25,7 +25,7 @@ from email import policy as email_policy
 import aiosqlite
 import structlog
 
-from .config import Config, MailingList, Subscription
+from .config import Config, CurrentConfig, FollowsConfig, MailingList, Subscription
 from .mailtext import best_text, split_own_text
 from .models import Inbound, InboundState, Join, JoinState, Submission
 from .notices import Notice, NoticeWriter, local_time
@@ -49,12 +49,12 @@ LINK_LINE = {
 }
 
 
-class Membership:
-    def __init__(self, config: Config, store: Store, writer: NoticeWriter) -> None:
-        self._config = config
+class Membership(FollowsConfig):
+    def __init__(self, current: CurrentConfig, store: Store, writer: NoticeWriter) -> None:
+        self._current = current
         self._store = store
         self._writer = writer
-        self._domain = config.gateway.domain
+        self._domain = current.config.gateway.domain
 
     async def join(self, item: Inbound) -> None:
         lst = self._config.list_by_id(item.target)

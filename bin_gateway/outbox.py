@@ -21,7 +21,7 @@ from email.utils import format_datetime
 
 import structlog
 
-from .config import Config, MailingList
+from .config import CurrentConfig, FollowsConfig, MailingList
 from .link_tokens import LinkSigner
 from .models import Bulletin, Delivery, DeliveryState
 from .render import BulletinSource, BulletinTemplate
@@ -63,24 +63,23 @@ class _Prepared:
     bulletin: Bulletin
 
 
-class Outbox:
+class Outbox(FollowsConfig):
     def __init__(
-        self, config: Config, store: Store, signer: Signer, transport: Transport,
+        self, current: CurrentConfig, store: Store, signer: Signer, transport: Transport,
         links: LinkSigner | None = None,
     ) -> None:
-        self._config = config
+        self._current = current
         self._store = store
         self._signer = signer
         self._links = links
         self._transport = transport
-        self._domain = config.gateway.domain
+        self._domain = current.config.gateway.domain
         self._wake = asyncio.Event()
         self._flush = asyncio.Event()
         self._outcomes: list[DeliveryOutcome] = []
         self._templates: OrderedDict[int, _Prepared | None] = OrderedDict()
-        self._connections = (
-            config.delivery.connections if config.delivery.mode.value == "smtp" else 4
-        )
+        delivery = current.config.delivery  # the transport's settings: a restart changes them
+        self._connections = delivery.connections if delivery.mode.value == "smtp" else 4
 
     def wake(self) -> None:
         self._wake.set()

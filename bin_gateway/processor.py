@@ -15,7 +15,7 @@ import structlog
 
 from .approval import Approval
 from .bounce_handling import BounceHandling
-from .config import Config
+from .config import CurrentConfig, FollowsConfig
 from .holding import Holding, parse, subject_of
 from .membership import Membership
 from .models import Inbound, InboundState, RouteKind
@@ -30,20 +30,20 @@ IDLE_POLL = 5.0
 BATCH = 20  # inbound rows taken at a time; also how many replies are handled at once
 
 
-class Processor:
+class Processor(FollowsConfig):
     def __init__(
-        self, config: Config, store: Store, writer: NoticeWriter, wake_outbox: Callable[[], None],
-        pool: ReplyPool | None = None,
+        self, current: CurrentConfig, store: Store, writer: NoticeWriter,
+        wake_outbox: Callable[[], None], pool: ReplyPool | None = None,
     ) -> None:
-        self._config = config
+        self._current = current
         self._store = store
         self._writer = writer
         self._wake_outbox = wake_outbox
-        self.holding = Holding(config, store, writer)
-        self.approval = Approval(config, store, writer)
-        self.replies = ReplyRelay(config, store, writer, pool)
-        self.bounces = BounceHandling(config, store, writer)
-        self.membership = Membership(config, store, writer)
+        self.holding = Holding(current, store, writer)
+        self.approval = Approval(current, store, writer)
+        self.replies = ReplyRelay(current, store, writer, pool)
+        self.bounces = BounceHandling(current, store, writer)
+        self.membership = Membership(current, store, writer)
         self._wake = asyncio.Event()
 
     def wake(self) -> None:

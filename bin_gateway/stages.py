@@ -13,7 +13,7 @@ from . import replies
 from .auth.authenticate import Requirement, authenticate
 from .auth.author import Author, Refusal, parse_author
 from .auth.dns import Resolver
-from .config import Config
+from .config import CurrentConfig, FollowsConfig
 from .config.values import address_key
 from .errors import DnsTemporaryError
 from .models import MemberState, RouteKind
@@ -39,13 +39,12 @@ _MESSAGE_ID_LINE = re.compile(rb"^message-id[ \t]*:(.*(?:\r?\n[ \t].*)*)", re.I 
 _FOLD = re.compile(rb"\r?\n[ \t]+")
 
 
-class SessionStages:
-    def __init__(self, config: Config, store: Store, resolver: Resolver) -> None:
-        self._config = config
+class SessionStages(FollowsConfig):
+    def __init__(self, current: CurrentConfig, store: Store, resolver: Resolver) -> None:
+        self._current = current
         self._store = store
         self._resolver = resolver
-        self._domain = config.gateway.domain
-        self._requirement = Requirement(config.inbound.require.value)
+        self._domain = current.config.gateway.domain  # needs a restart to change
 
     def for_route(self, kind: RouteKind) -> Sequence[Stage]:
         if kind is RouteKind.POST:
@@ -209,7 +208,7 @@ class SessionStages:
                 mail_from=session.mail_from,
                 client_ip=session.client_ip,
                 helo=session.helo,
-                requirement=self._requirement,
+                requirement=Requirement(self._config.inbound.require.value),
                 resolver=self._resolver,
                 trusted_authserv_ids=self._config.inbound.trusted_authserv_ids,
             )

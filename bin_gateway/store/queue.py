@@ -133,6 +133,13 @@ class QueueQueries(StoreBase):
         )
         return {row[0]: int(row[1]) for row in rows}
 
+    async def retryable(self) -> list[int]:
+        """The ids of the deliveries ``retry`` would re-queue, oldest first."""
+        rows = await self.read(
+            "SELECT id FROM deliveries WHERE state IN ('queued','failed') ORDER BY id"
+        )
+        return [int(row[0]) for row in rows]
+
     async def retry(self, delivery_ids: list[int] | None) -> int:
         """Make queued (deferred) and failed deliveries due now; all of them when ids is None."""
         async with self.transaction() as db:
