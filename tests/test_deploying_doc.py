@@ -21,10 +21,6 @@ from bin_gateway.models import ReplyState, SubmissionState
 from tests.support.config_keys import EXAMPLE, REPO, reader_keys
 
 GUIDE = REPO / "docs" / "deploying.md"
-# Built on the ops-reload branch of issue #5 (SIGHUP reload, `backup`), merged beside this
-# guide: checked as soon as the code has them, skipped (not passed) until then.
-PENDING_COMMANDS = {"backup"}
-PENDING_EVENTS = {"config.reloaded", "config.reload_refused", "config.needs_restart"}
 
 
 def guide() -> str:
@@ -83,19 +79,14 @@ def test_every_bin_gateway_command_in_the_guide_parses(capsys: pytest.CaptureFix
     known = set(parser._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
     commands = guide_commands()
     assert len(commands) >= 12, commands
-    pending = set()
     for argv, whole in commands:
-        if argv[0] in PENDING_COMMANDS - known:
-            pending.add(argv[0])
-        elif not whole:
+        if not whole:
             assert argv[0] in known or argv == ["--version"], argv
         else:
             try:
                 parser.parse_args(argv)
             except SystemExit as exc:
                 assert exc.code == 0 and argv == ["--version"], (argv, capsys.readouterr().err)
-    if pending:
-        pytest.skip(f"not in this branch yet: {sorted(pending)}")
 
 
 def _key_files(tmp: Path) -> dict[str, str]:
@@ -165,11 +156,7 @@ def test_log_events_in_the_guide_are_the_gateways_own() -> None:
     """Every event of the "Events worth knowing" table is emitted somewhere in the code."""
     events = _table_events()
     assert len(events) >= 30, events
-    known = _events_in_code()
-    missing = events - known
-    assert missing <= PENDING_EVENTS, sorted(missing)
-    if missing:
-        pytest.skip(f"not in this branch yet: {sorted(missing)}")
+    assert sorted(events - _events_in_code()) == []
 
 
 def test_metric_names_in_the_guide_exist() -> None:
