@@ -28,6 +28,7 @@ from . import (
     cli_privacy,
     cli_queue,
     cli_stats,
+    demo,
 )
 from .cli_common import (
     EXIT_FAILURE,
@@ -60,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = common_options(suppress=True)
     _register(commands, common)
     for module in (cli_members, cli_held, cli_queue, cli_keys, cli_privacy, cli_stats,
-                   cli_backup):
+                   cli_backup, demo):
         module.register(commands, common)
     return parser
 
