@@ -24,6 +24,7 @@ from bin_gateway.config import load_config, plan_reload
 from bin_gateway.keys import dkim_txt_record
 from tests.support.dkim_keys import plain_message, publish, rsa_key, sign
 from tests.support.dns_server import DnsServer
+from tests.support.notify import receive_notifications
 from tests.support.sink import Sink
 from tests.support.world import (
     AGENCY,
@@ -55,18 +56,6 @@ id = "buurt-west"
 name = "BIN West"
 coordinators = ["{WEST_COORDINATOR}"]
 """
-
-
-def _receive(sock: socket.socket, until: str, timeout: float) -> list[str]:
-    got: list[str] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not any(until in g for g in got):
-        sock.settimeout(max(0.01, deadline - time.monotonic()))
-        try:
-            got.append(sock.recv(4096).decode())
-        except TimeoutError:
-            break
-    return got
 
 
 async def _send(port: int, data: bytes, rcpt: str) -> tuple[int, int | None]:
@@ -131,7 +120,7 @@ async def test_sighup_reloads_a_good_file_and_refuses_a_bad_one(tmp_path: Path) 
             sys.executable, "-c", UNDER_MDWE, "serve", "--config", str(config),
             env=env, stdout=log_file, stderr=log_file)
     try:
-        ready = await asyncio.to_thread(_receive, sock, "READY=1", 30)
+        ready = await asyncio.to_thread(receive_notifications, sock, "READY=1", 30)
         match = re.search(r"listening on (\d+)", ready[-1])
         assert match, ready
         port = int(match.group(1))
@@ -139,7 +128,7 @@ async def test_sighup_reloads_a_good_file_and_refuses_a_bad_one(tmp_path: Path) 
 
         config.write_text(good + NEW_LIST, "utf-8")
         process.send_signal(signal.SIGHUP)
-        told = await asyncio.to_thread(_receive, sock, "READY=1", 30)
+        told = await asyncio.to_thread(receive_notifications, sock, "READY=1", 30)
         assert re.fullmatch(r"RELOADING=1\nMONOTONIC_USEC=\d+", told[0]), told
         assert told[-1].startswith("READY=1"), told
         reloaded = await _wait_for_event(log_path, "config.reloaded")
@@ -151,7 +140,7 @@ async def test_sighup_reloads_a_good_file_and_refuses_a_bad_one(tmp_path: Path) 
 
         config.write_text(good + NEW_LIST + "[[lists]\nid = 'kapot'\n", "utf-8")
         process.send_signal(signal.SIGHUP)
-        await asyncio.to_thread(_receive, sock, "READY=1", 30)
+        await asyncio.to_thread(receive_notifications, sock, "READY=1", 30)
         refused = await _wait_for_event(log_path, "config.reload_refused")
         problems = refused[0]["problems"]
         assert isinstance(problems, list) and "TOML syntax error" in problems[0], refused

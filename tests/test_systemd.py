@@ -13,29 +13,17 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.support.dns_server import DnsServer
+from tests.support.notify import receive_notifications
 from tests.support.sink import Sink
 from tests.support.world import gateway_key, write_config
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "systemd" / "bin-gateway.service"
-
-
-def _receive(sock: socket.socket, until: str, timeout: float) -> list[str]:
-    got: list[str] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not any(until in g for g in got):
-        sock.settimeout(max(0.01, deadline - time.monotonic()))
-        try:
-            got.append(sock.recv(4096).decode())
-        except TimeoutError:
-            break
-    return got
 
 
 async def test_ready_watchdog_and_stopping_reach_the_notify_socket(tmp_path: Path) -> None:
@@ -53,12 +41,12 @@ async def test_ready_watchdog_and_stopping_reach_the_notify_socket(tmp_path: Pat
         sys.executable, "-m", "bin_gateway", "serve", "--config", str(config),
         env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
     try:
-        ready = await asyncio.to_thread(_receive, sock, "READY=1", 30)
+        ready = await asyncio.to_thread(receive_notifications, sock, "READY=1", 30)
         assert any(m.startswith("READY=1") and "STATUS=listening on" in m for m in ready), ready
-        pings = await asyncio.to_thread(_receive, sock, "never", 0.6)
+        pings = await asyncio.to_thread(receive_notifications, sock, "never", 0.6)
         assert sum(m == "WATCHDOG=1" for m in pings) >= 2, pings
         process.send_signal(signal.SIGTERM)
-        stopping = await asyncio.to_thread(_receive, sock, "STOPPING=1", 10)
+        stopping = await asyncio.to_thread(receive_notifications, sock, "STOPPING=1", 10)
         assert "STOPPING=1" in stopping
         assert await asyncio.wait_for(process.wait(), 30) == 0
     finally:
