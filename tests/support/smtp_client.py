@@ -17,7 +17,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-__all__ = ["Outcome", "send_once", "send_until_answered"]
+__all__ = ["Gauge", "Outcome", "send_once", "send_until_answered"]
+
+
+@dataclass(slots=True)
+class Gauge:
+    """How many transactions are waiting for the answer to their data right now."""
+
+    value: int = 0
 
 
 @dataclass(slots=True)
@@ -58,7 +65,7 @@ def _dot_stuffed(data: bytes) -> bytes:
 
 async def send_once(
     port: int, mail_from: str, rcpt: list[str], data: bytes, *, timeout: float = 60.0,  # noqa: ASYNC109
-    declare_size: bool = False,
+    declare_size: bool = False, gauge: Gauge | None = None,
 ) -> Outcome:
     """One connection, one transaction; never raises for a network or SMTP outcome."""
     outcome = Outcome()
@@ -100,7 +107,13 @@ async def send_once(
             writer.write(_dot_stuffed(data))
             await writer.drain()
             started = time.monotonic()
-            code, text = await _reply(reader)
+            if gauge is not None:
+                gauge.value += 1
+            try:
+                code, text = await _reply(reader)
+            finally:
+                if gauge is not None:
+                    gauge.value -= 1
             outcome.data_seconds = time.monotonic() - started
             outcome.data, outcome.answered = code, not 400 <= code < 500
             if 400 <= code < 500:
@@ -116,7 +129,7 @@ async def send_once(
 
 async def send_until_answered(
     port: int | Callable[[], int], mail_from: str, rcpt: list[str], data: bytes, *,
-    pause: float = 0.3, give_up_after: float = 120.0,
+    pause: float = 0.3, give_up_after: float = 120.0, gauge: Gauge | None = None,
 ) -> tuple[Outcome, int]:
     """As an MTA does: the same message again until a final answer (2xx or 5xx).
 
@@ -128,7 +141,8 @@ async def send_until_answered(
     while True:
         tries += 1
         current = port() if callable(port) else port
-        outcome = await send_once(current, mail_from, rcpt, data) if current else Outcome()
+        outcome = (await send_once(current, mail_from, rcpt, data, gauge=gauge) if current
+                   else Outcome(error="the daemon is not listening"))
         if outcome.answered:
             return outcome, tries
         if time.monotonic() > deadline:
