@@ -71,6 +71,7 @@ starttls = "off"
 connections = 4
 retry_after = "{retry_after}"
 give_up_after = "{give_up_after}"
+timeout = "{delivery_timeout}"
 
 {http}
 
@@ -243,7 +244,7 @@ def write_config(tmp: Path, *, dns_port: int, sink_port: int, key_pem: bytes,
         "remind_after": "24h", "sink_port": str(sink_port), "retry_after": "200ms",
         "give_up_after": "4d", "agency_domain": AGENCY_DOMAIN, "coordinator": COORDINATOR,
         "coordinator_2": COORDINATOR_2, "gateway_selector": GATEWAY_SELECTOR,
-        "keep_messages": "90d",
+        "keep_messages": "90d", "delivery_timeout": "60s",
         "http": "",  # e.g. '[http]\nlisten = "127.0.0.1:0"\npublic_url = "https://..."'
         "noord_extra": "",  # more keys of list buurt-noord, e.g. "review_replies = true"
     } | overrides
