@@ -46,7 +46,7 @@ from bin_gateway.config import load_config
 from bin_gateway.keys import dkim_txt_record
 from bin_gateway.services import DATABASE_NAME
 from bin_gateway.store import open_store
-from tests.support.daemon import DaemonProcess, read_db
+from tests.support.daemon import DaemonProcess, read_db, wait_gone
 from tests.support.dkim_keys import DkimKey, sign
 from tests.support.dns_server import DnsServer
 from tests.support.reliability import FAULTS, seeded
@@ -120,6 +120,7 @@ class Run:
     replies_accepted: set[str] = field(default_factory=set)
     resends: int = 0  # tries beyond the first (no final answer: the daemon was down)
     kills: list[Kill] = field(default_factory=list)
+    orphans: set[int] = field(default_factory=set)  # children of killed daemons
     accepted: Counter[str] = field(default_factory=Counter)  # token -> acceptances
     _seen: int = 0
 
@@ -284,6 +285,7 @@ async def kill_at(run: Run, daemon: DaemonProcess, phase: str, delay: float) -> 
         await asyncio.sleep(0.005)
     await asyncio.sleep(delay)
     waiting = run.waiting.value
+    run.orphans |= set(daemon.children())  # must not outlive the daemon
     await daemon.kill()
     run.port = 0
     # The smarthost side of the dead connections may still be reading a last message:
@@ -365,6 +367,9 @@ async def test_sigkill_at_random_moments_loses_nothing(run: Run) -> None:
             task.cancel()
         await daemon.reap()
     run.count_new()
+    left = await wait_gone(run.orphans, timeout=10)
+    assert not left, f"reply workers outlived their killed daemon: {sorted(left)}"
+    print(f"children of killed daemons (reply workers, trackers): {len(run.orphans)}, all gone")
     report(run, lost=check_nothing_lost(run), took=time.monotonic() - started)
 
 

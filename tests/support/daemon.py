@@ -109,6 +109,19 @@ class DaemonProcess:
                 return int(line.split()[1]) / 1024
         raise AssertionError("no VmHWM in /proc/<pid>/status")
 
+    def children(self) -> dict[int, float]:
+        """This process's children (the reply pool's workers): pid -> peak RSS in MB."""
+        found: dict[int, float] = {}
+        for status in Path("/proc").glob("[0-9]*/status"):
+            try:
+                text = status.read_text()
+            except OSError:
+                continue  # it ended while we looked
+            fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+            if fields.get("PPid", "").strip() == str(self.pid):
+                found[int(status.parent.name)] = int(fields["VmHWM"].split()[0]) / 1024
+        return found
+
     async def kill(self) -> None:
         os.kill(self.pid, signal.SIGKILL)
         assert self.process is not None
@@ -144,3 +157,13 @@ class DaemonProcess:
         if self.process.returncode is not None:
             raise AssertionError(
                 f"daemon exited with {self.process.returncode}\n{self.log_tail()}")
+
+
+async def wait_gone(pids: set[int], timeout: float) -> set[int]:  # noqa: ASYNC109
+    """Wait until none of ``pids`` runs; returns those still running at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        alive = {pid for pid in pids if os.path.exists(f"/proc/{pid}")}  # noqa: ASYNC240
+        if not alive or time.monotonic() > deadline:
+            return alive
+        await asyncio.sleep(0.1)
