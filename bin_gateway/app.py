@@ -62,7 +62,7 @@ def make_transport(config: Config) -> Transport:
         delivery.smarthost.host, delivery.smarthost.port,
         connections=delivery.connections, starttls=delivery.starttls,
         username=delivery.username, password=password,
-        helo_name=config.gateway.hostname,
+        helo_name=config.gateway.hostname, timeout=delivery.timeout,
     )
 
 

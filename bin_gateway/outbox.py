@@ -165,6 +165,7 @@ class Outbox(FollowsConfig):
             text = f"gave up after {delivery.attempts} attempts: {result.text}"
             return DeliveryOutcome(delivery.id, DeliveryState.FAILED, result.code, text)
         first = self._config.delivery.retry_after.total_seconds()
+        # attempts counts this one: retry_after after the first, then twice as long each time.
         wait = min(MAX_RETRY_WAIT, first * 2 ** max(0, delivery.attempts - 1))
         wait *= random.uniform(0.9, 1.1)  # spread retries of a whole list over time
         return DeliveryOutcome(delivery.id, DeliveryState.QUEUED, result.code, result.text,

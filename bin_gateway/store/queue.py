@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import aiosqlite
 
@@ -72,7 +72,9 @@ class QueueQueries(StoreBase):
                 "UPDATE deliveries SET state = ?, attempts = attempts + 1 WHERE id = ?",
                 [(DeliveryState.SENDING.value, row["id"]) for row in rows],
             )
-        return [_delivery(row) for row in rows]
+        # As claimed: this attempt counted (the back-off and the give-up text use it).
+        return [replace(_delivery(row), state=DeliveryState.SENDING, attempts=row["attempts"] + 1)
+                for row in rows]
 
     async def record_outcomes(self, outcomes: list[DeliveryOutcome]) -> None:
         at = now()
