@@ -119,3 +119,36 @@ async def test_exclusive_commits_an_open_group_first(tmp_path: Path) -> None:
     await asyncio.gather(*(insert(store, n) for n in range(20)), store.compact())
     await store.close()
     assert committed_rows(tmp_path) == set(range(20))
+
+
+async def test_a_unit_cancelled_as_it_ends_still_ends_the_group(tmp_path: Path) -> None:
+    """Shutdown may cancel a caller just after its work, while its unit is released: the
+    rest (release, commit, unlock) still happens, or the units before it would wait for
+    ever on a group nobody commits."""
+    store, _ = await make_store(tmp_path)
+    inside = asyncio.Event()
+    leave = asyncio.Event()
+
+    async def first() -> None:
+        async with store.transaction() as db:
+            await db.execute("INSERT INTO t (n) VALUES (1)")
+            inside.set()
+            await leave.wait()
+
+    async def second() -> None:
+        async with store.transaction() as db:
+            await db.execute("INSERT INTO t (n) VALUES (2)")
+            asyncio.get_running_loop().call_soon(me.cancel)  # lands as the unit ends
+
+    holder = asyncio.create_task(first())
+    await inside.wait()
+    me = asyncio.create_task(second())
+    await asyncio.sleep(0.01)  # queued behind the holder: the holder leaves the group open
+    leave.set()
+    await asyncio.wait_for(holder, 5)
+    with pytest.raises(asyncio.CancelledError):
+        await me
+    async with store.transaction() as db:  # and the store takes work as before
+        await db.execute("INSERT INTO t (n) VALUES (3)")
+    await store.close()
+    assert {1, 3} <= committed_rows(tmp_path)

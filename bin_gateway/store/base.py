@@ -28,7 +28,7 @@ import asyncio
 import contextlib
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
@@ -157,33 +157,34 @@ class StoreBase:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         """A write transaction: on a normal exit the work is committed (durably) before
-        this returns; on any exception it is rolled back and the exception goes on."""
+        this returns; on any exception it is rolled back and the exception goes on.
+
+        What follows the caller's work (release, commit or roll back, then free the lock)
+        runs as a task of its own, shielded: a caller cancelled half-way (shutdown) must
+        leave neither an open transaction nor a group that nobody will commit, on which
+        the units before it would wait for ever.
+        """
         self._queued += 1
         try:
             await self._lock.acquire()
         except BaseException:
             self._queued -= 1
-            if self._group is not None and not self._queued:
+            if self._group is not None and not self._queued and not self._lock.locked():
                 # The unit before us left the group open for us: commit it for them.
-                flush = asyncio.ensure_future(self._flush())
-                self._orphans.add(flush)
-                flush.add_done_callback(self._orphans.discard)
+                self._spawn(self._flush())
             raise
         self._queued -= 1
         try:
             group, savepoint = await self._begin_unit()
-            try:
-                yield self._writer
-            except BaseException as exc:
-                await asyncio.shield(self._undo_unit(group, savepoint, exc))
-                raise
-            if savepoint:
-                await _run(self._writer, "RELEASE unit")
-            if (not self._queued or group.units >= GROUP_MAX_UNITS
-                    or time.monotonic() - group.started >= GROUP_MAX_SECONDS):
-                await asyncio.shield(self._commit(group))
-        finally:
-            self._lock.release()
+        except BaseException as exc:
+            await asyncio.shield(self._then_unlock(self._begin_failed(exc)))
+            raise
+        try:
+            yield self._writer
+        except BaseException as exc:
+            await asyncio.shield(self._then_unlock(self._undo_unit(group, savepoint, exc)))
+            raise
+        await asyncio.shield(self._then_unlock(self._end_unit(group, savepoint)))
         # Shielded: a caller cancelled here must not cancel the others' future.
         await asyncio.shield(group.committed)
 
@@ -199,65 +200,93 @@ class StoreBase:
         async with self.exclusive():
             pass
 
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(work)
+        self._orphans.add(task)
+        task.add_done_callback(self._orphans.discard)
+        return task
+
+    def _then_unlock(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        async def run() -> None:
+            try:
+                await work
+            finally:
+                self._lock.release()
+        return self._spawn(run())
+
     async def _begin_unit(self) -> tuple[_Group, bool]:
+        """A new group's BEGIN, or a SAVEPOINT in the open group; True for the latter."""
         group = self._group
         if group is None:
-            try:
-                await _run(self._writer, "BEGIN IMMEDIATE")
-            except BaseException:
-                # Cancelled while aiosqlite's thread ran the BEGIN: it may have begun all
-                # the same, and the next transaction would then fail ("cannot start a
-                # transaction within a transaction"). Shutdown cancels at any point.
-                await asyncio.shield(self._rollback_if_open())
-                raise
+            await _run(self._writer, "BEGIN IMMEDIATE")
             group = self._group = _Group()
             group.units = 1
             return group, False
         group.units += 1
-        try:
-            await _run(self._writer, "SAVEPOINT unit")
-        except BaseException as exc:
-            # Whether the savepoint exists is unknown: give the whole group up.
-            await asyncio.shield(self._abandon(group, exc))
-            raise
+        await _run(self._writer, "SAVEPOINT unit")
         return group, True
 
+    async def _begin_failed(self, error: BaseException) -> None:
+        # Cancelled while aiosqlite's thread ran the BEGIN or SAVEPOINT, it may have run
+        # all the same: nothing may stay open ("cannot start a transaction within a
+        # transaction" otherwise). Joining a group, whether the savepoint exists is
+        # unknown: the whole group is given up and its units hear so.
+        if self._group is not None:
+            self._abandon(self._group, error)
+        await self._rollback()
+
     async def _undo_unit(self, group: _Group, savepoint: bool, error: BaseException) -> None:
+        """Roll this unit back; never raises (the caller raises its own error)."""
         if not savepoint:
-            await self._abandon(group, error)  # the group holds this unit's work only
+            self._abandon(group, error)  # the group holds this unit's work only
+            await self._rollback()
             return
         try:
             await _run(self._writer, "ROLLBACK TO unit")
             await _run(self._writer, "RELEASE unit")
         except BaseException as exc:
-            await self._abandon(group, exc)
+            self._abandon(group, exc)
+            await self._rollback()
             return
         if not self._writer.in_transaction:
             # SQLite ended the whole transaction itself (SQLITE_FULL, an I/O error).
-            await self._abandon(group, error)
+            self._abandon(group, error)
         elif not self._queued:
-            # A failure here is the others' to hear (through the group); this caller
-            # raises its own error.
+            # A failure here is the others' to hear (through the group).
             with contextlib.suppress(Exception):
                 await self._commit(group)
+
+    async def _end_unit(self, group: _Group, savepoint: bool) -> None:
+        if savepoint:
+            try:
+                await _run(self._writer, "RELEASE unit")
+            except BaseException as exc:
+                self._abandon(group, exc)
+                await self._rollback()
+                raise
+        if (not self._queued or group.units >= GROUP_MAX_UNITS
+                or time.monotonic() - group.started >= GROUP_MAX_SECONDS):
+            await self._commit(group)
 
     async def _commit(self, group: _Group) -> None:
         self._group = None
         try:
             await _run(self._writer, "COMMIT")
         except BaseException as exc:
-            await self._rollback_if_open()
             group.settle(exc)
+            await self._rollback()
             raise
         group.settle()
 
-    async def _abandon(self, group: _Group, error: BaseException) -> None:
-        self._group = None
+    def _abandon(self, group: _Group, error: BaseException) -> None:
+        if self._group is group:
+            self._group = None
         group.settle(error)
-        await self._rollback_if_open()
 
-    async def _rollback_if_open(self) -> None:
-        if self._writer.in_transaction:
+    async def _rollback(self) -> None:
+        # Unconditional: a BEGIN still queued in aiosqlite's thread is not yet visible in
+        # in_transaction, and this ROLLBACK runs after it. None active is fine.
+        with contextlib.suppress(sqlite3.Error, ValueError):
             await _run(self._writer, "ROLLBACK")
 
     async def read(
