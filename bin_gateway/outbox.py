@@ -46,6 +46,10 @@ BATCH = 200
 FLUSH_GAP = 0.05  # seconds at least between two outcome writes while sending
 FLUSH_EVERY = 1.0  # and at the latest, should a wake-up be missed
 MAX_RETRY_WAIT = 7200.0
+# A smarthost nobody answers at is paused for, not tried copy after copy (as Postfix
+# suspends a dead destination): 1 s, doubling while it stays down, at most a minute.
+FIRST_PAUSE = 1.0
+MAX_PAUSE = 60.0
 IDLE_POLL = 30.0
 _TEMPLATES_KEPT = 8
 _REPLY_TARGET_WORDS = {
@@ -82,6 +86,9 @@ class Outbox(FollowsConfig):
         self._wake = asyncio.Event()
         self._flush = asyncio.Event()
         self._outcomes: list[DeliveryOutcome] = []
+        self._reachable = asyncio.Event()  # cleared while paused for a dead smarthost
+        self._reachable.set()
+        self._pause = 0.0
         self._templates: OrderedDict[int, _Prepared | None] = OrderedDict()
         delivery = current.config.delivery  # the transport's settings: a restart changes them
         self._connections = delivery.connections if delivery.mode.value == "smtp" else 4
@@ -124,9 +131,11 @@ class Outbox(FollowsConfig):
     async def _sender(self, queue: asyncio.Queue[Copy]) -> None:
         while True:
             copy = await queue.get()
+            await self._reachable.wait()
             result = await self._transport.send(
                 copy.envelope_from, copy.delivery.recipient, copy.message
             )
+            self._note_reachability(result)
             self._outcomes.append(self._judge(copy.delivery, result))
             self._flush.set()
             _honour_cancellation()
@@ -159,6 +168,21 @@ class Outbox(FollowsConfig):
                      "delivery.deferred"}.get(o.state, "delivery.failed")
             log.info(event, delivery_id=o.delivery_id, code=o.code,
                      reply=_NO_ADDRESS.sub("[address]", o.reply[:200]))
+
+    def _note_reachability(self, result: SendResult) -> None:
+        """Pause every sender while the smarthost takes no connections; the copies that
+        wait were claimed and stay so (a restart releases them), with no attempt lost."""
+        if not result.unreachable:
+            if self._pause:
+                log.info("smarthost.reachable")
+                self._pause = 0.0
+            return
+        if not self._reachable.is_set():
+            return  # another sender found it down first; already paused
+        self._pause = min(MAX_PAUSE, self._pause * 2) if self._pause else FIRST_PAUSE
+        self._reachable.clear()
+        asyncio.get_running_loop().call_later(self._pause, self._reachable.set)
+        log.warning("smarthost.unreachable", pause_seconds=self._pause, error=result.text)
 
     def _judge(self, delivery: Delivery, result: SendResult) -> DeliveryOutcome:
         if result.status is SendStatus.SENT:

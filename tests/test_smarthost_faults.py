@@ -208,3 +208,34 @@ async def test_each_retry_waits_twice_as_long_as_the_one_before(make_world: Make
 
 def member_rcpts(host: FaultySmarthost) -> list[float]:
     return [e.at for e in host.events if e.command == "RCPT" and e.address.startswith("lid0@")]
+
+
+async def test_a_dead_smarthost_is_paused_for_not_tried_copy_by_copy(
+    make_world: MakeWorld,
+) -> None:
+    """Nobody listening at the smarthost: the outbox pauses (1 s, doubling) instead of
+    trying each of 60 copies in turn, and delivers every copy once it is back."""
+    host = FaultySmarthost(random.Random(1), frozenset(), faults={})
+    await host.start()
+    try:
+        world = await make_world(sink_port=str(host.port), retry_after=f"{RETRY_AFTER}s",
+                                 give_up_after="1h")
+        members = await world.add_members("buurt-noord", 60)
+        await host.stop()  # the smarthost goes down
+        with structlog.testing.capture_logs() as logs:
+            await post(world, 1)
+            await asyncio.sleep(4.0)
+            host.port = int(world.config.delivery.smarthost.port)
+            await host.start()  # and comes back on the same port
+            await settled(world, timeout=90)
+        tries_while_down = [e for e in logs if e["event"] == "delivery.deferred"]
+        pauses = [e["pause_seconds"] for e in logs if e["event"] == "smarthost.unreachable"]
+        assert pauses[:3] == [1.0, 2.0, 4.0][:len(pauses[:3])] and len(pauses) >= 2, pauses
+        # Without the pause: every copy tried every retry_after (0.3 s) for 4 s, hundreds.
+        connections = world.config.delivery.connections
+        assert len(tries_while_down) <= connections * (len(pauses) + 1), len(tries_while_down)
+        assert any(e["event"] == "smarthost.reachable" for e in logs)
+        # every copy once (and the coordinator's confirmation that it went out)
+        assert set(host.accepted.values()) == {1} and len(host.accepted) == len(members) + 1
+    finally:
+        await host.stop()
