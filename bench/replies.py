@@ -81,12 +81,13 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 
 import aiosmtplib
+from lean_sink import LeanSink, SinkCounts  # bench/, the script's own folder
 
 from bin_gateway import anonymise as anonymise_module
 from bin_gateway import reply_relay
@@ -420,8 +421,12 @@ def serve_sink(expect: int) -> None:
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        state = _SinkState(expect)
-        server = await loop.create_server(lambda: _LeanSink(state), "127.0.0.1", 0)
+        def on_message(counts: SinkCounts) -> None:
+            if counts.count == expect:
+                print(f"ALL {time.monotonic():.6f}", flush=True)
+
+        state = SinkCounts(on_message=on_message)
+        server = await loop.create_server(lambda: LeanSink(state), "127.0.0.1", 0)
         stop = asyncio.Event()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         print(f"PORT {server.sockets[0].getsockname()[1]}", flush=True)
@@ -433,82 +438,6 @@ def serve_sink(expect: int) -> None:
               flush=True)
 
     asyncio.run(main())
-
-
-@dataclass(slots=True)
-class _SinkState:
-    expect: int
-    count: int = 0
-    by_recipient: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-
-
-class _LeanSink(asyncio.Protocol):
-    """Just enough SMTP to accept mail (see bench/fanout.py), counting per recipient."""
-
-    def __init__(self, state: _SinkState) -> None:
-        self._state = state
-        self._buffer = b""
-        self._in_data = False
-        self._rcpts: list[str] = []
-        self._transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
-        transport.write(b"220 sink.bench ESMTP\r\n")
-
-    def _accepted(self) -> None:
-        state = self._state
-        state.count += 1
-        for rcpt in self._rcpts:
-            state.by_recipient[rcpt] += 1
-        self._rcpts = []
-        if state.count == state.expect:
-            print(f"ALL {time.monotonic():.6f}", flush=True)
-
-    def data_received(self, data: bytes) -> None:
-        assert self._transport is not None
-        start = max(0, len(self._buffer) - 4)
-        self._buffer += data
-        replies: list[bytes] = []
-        while True:
-            if self._in_data:
-                end = self._buffer.find(b"\r\n.\r\n", start)
-                if end < 0:
-                    break
-                self._buffer = self._buffer[end + 5:]
-                self._in_data, start = False, 0
-                self._accepted()
-                replies.append(b"250 2.0.0 OK\r\n")
-                continue
-            end = self._buffer.find(b"\r\n")
-            if end < 0:
-                break
-            line, self._buffer = self._buffer[:end], self._buffer[end + 2:]
-            verb = line[:4].upper()
-            if verb == b"EHLO":
-                replies.append(b"250-sink.bench\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n"
-                               b"250 SIZE 100000000\r\n")
-            elif verb == b"RCPT":
-                address = line.partition(b"<")[2].partition(b">")[0]
-                self._rcpts.append(address.decode("utf-8", "replace").lower())
-                replies.append(b"250 OK\r\n")
-            elif verb in (b"MAIL", b"RSET"):
-                self._rcpts = []
-                replies.append(b"250 OK\r\n")
-            elif verb == b"DATA":
-                self._in_data, start = True, 0
-                self._buffer = b"\r\n" + self._buffer  # the first line may be "." already
-                replies.append(b"354 go ahead\r\n")
-            elif verb == b"QUIT":
-                replies.append(b"221 bye\r\n")
-                self._transport.write(b"".join(replies))
-                self._transport.close()
-                return
-            else:
-                replies.append(b"250 OK\r\n")
-        if replies:
-            self._transport.write(b"".join(replies))
 
 
 # --- the children, seen from the gateway's process ---------------------------------------
@@ -817,6 +746,18 @@ class Relay:
     counts: dict[str, int]
     rss_mb: float
     machine: float
+    worker_cpu: float  # the reply pool's processes, started with the first reply
+
+
+def pool_cpu(gateway: Gateway) -> float:
+    """CPU seconds of the reply pool's worker processes so far (their start included)."""
+    pool = gateway.reply_pool._pool
+    total = 0.0
+    for pid in getattr(pool, "_processes", None) or {}:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 async def phase_relay(
@@ -853,6 +794,7 @@ async def phase_relay(
     if profiler:
         profiler.disable()
     gateway_cpu, machine = time.process_time() - cpu, machine_busy() - machine
+    worker_cpu = pool_cpu(phase.gateway)
     threads = since(threads_before)
     rss = peak_rss_mb()
     all_line.cancel()
@@ -875,6 +817,7 @@ async def phase_relay(
     return Relay(
         last_copy - first if last_copy else None, recorded_at - first if recorded_at else None,
         result["last"] - first, result, sink, gateway_cpu, threads, counts, rss, machine,
+        worker_cpu,
     )
 
 
@@ -970,6 +913,9 @@ async def run(args: argparse.Namespace) -> bool:
         print(f"  {'gateway CPU ms a reply in ' + name:40} {cpu * 1000 / args.replies:7.2f} ms"
               "  (" + ", ".join(f"{group} {seconds * 1000 / args.replies:.2f}"
                                 for group, seconds in sorted(threads.items()) if seconds) + ")")
+    print(f"  {'reply worker process CPU ms a reply':40}"
+          f" {relay.worker_cpu * 1000 / args.replies:7.2f} ms  (anonymise, build, sign;"
+          " its start-up included)")
     print(f"  {'peak RSS of the gateway process':40} {relay.rss_mb:7.1f} MB"
           f"  (before set-up: {rss_before:.1f} MB)")
     refused = intake.refused | client["refused"]
@@ -982,7 +928,8 @@ async def run(args: argparse.Namespace) -> bool:
         print(f"  refused: {refused}")
     others = {"A": intake.machine - intake.gateway_cpu - intake.client["cpu"]
               - intake.sink["cpu"],
-              "B": relay.machine - relay.gateway_cpu - client["cpu"] - relay.sink["cpu"]}
+              "B": relay.machine - relay.gateway_cpu - client["cpu"] - relay.sink["cpu"]
+              - relay.worker_cpu}
     print(f"  {'other processes on the machine, CPU s':40} A {max(0.0, others['A']):.2f},"
           f" B {max(0.0, others['B']):.2f}" + ("  (the CPUs were shared: wall times suffer,"
           " CPU ms a reply less)" if max(others.values()) > 0.1 * relay.gateway_cpu else ""))

@@ -65,6 +65,9 @@ class Policy:
     redact_contact_details: bool = True  # also other e-mail addresses and ALL phone numbers
     language: str = "nl"  # "nl" | "en": language of the short notes put into the text
     note: str = ""  # the gateway's own line above the text (e.g. how the reply came in)
+    # Staff answering a thread: their full name and address go, but not each part of
+    # the name ("Wijkagent Noord" would blank every "Noord" of an answer about Noord).
+    whole_names_only: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +112,8 @@ def _anonymise(raw: bytes, identity: Identity, policy: Policy) -> tuple[bytes, R
     images, image_drops = _images(parts)
     own = _capped(unicodedata.normalize("NFKC", cut.own))
     done = redact(own, identity.addresses, identity.names,
-                  contact_details=policy.redact_contact_details)
+                  contact_details=policy.redact_contact_details,
+                  name_parts=not policy.whole_names_only)
     own, tail_cut = _without_signature_tail(done.text)
     has_own = bool(cut.substance.strip()) or bool(images)
     encrypted = (parts.encrypted or cut.encrypted) and not has_own

@@ -1,8 +1,16 @@
-"""Build the gateway from its config; start, drain, stop.
+"""Build the gateway from its config; start, reload, drain, stop.
 
 The SMTP listeners and the three workers (processor, scheduler, outbox) share one
 event loop. SIGTERM and SIGINT stop intake first, let in-flight SMTP transactions and
 deliveries finish (bounded by ``DRAIN_SECONDS``), then close the store.
+
+SIGHUP reloads the config file: it is read and validated off the event loop; a file
+with problems is refused (each problem logged, ``config.reload_refused``) and the config
+in force stays; a good one is put in force for new work (``config.reloaded`` names what
+changed). Settings built into the running parts (listen addresses, data_dir, DKIM,
+resolver, delivery transport, TLS, the HTTP listener: ``config.changes.RESTART_ONLY``)
+keep their old values and are logged as ``config.needs_restart``; the rest applies.
+systemd hears ``RELOADING=1`` then ``READY=1``.
 """
 
 from __future__ import annotations
@@ -12,11 +20,13 @@ import contextlib
 import os
 import signal
 import ssl
+from pathlib import Path
 
 import structlog
 
 from .auth.dns import make_resolver
-from .config import Config, DeliveryMode
+from .config import Config, CurrentConfig, DeliveryMode, Reload, load_config, plan_reload
+from .errors import ConfigError
 from .http_app import HttpSide
 from .metrics import Metrics
 from .notices import NoticeWriter
@@ -25,7 +35,7 @@ from .processor import Processor
 from .reply_pool import ReplyPool, default_workers
 from .router import Router
 from .scheduler import Scheduler
-from .sd_notify import notify, watchdog_interval
+from .sd_notify import notify, reloading, watchdog_interval
 from .services import Services, open_services
 from .smarthost import SmarthostPool
 from .smtp_server import GatewayHandler, make_smtp_factory
@@ -52,7 +62,7 @@ def make_transport(config: Config) -> Transport:
         delivery.smarthost.host, delivery.smarthost.port,
         connections=delivery.connections, starttls=delivery.starttls,
         username=delivery.username, password=password,
-        helo_name=config.gateway.hostname,
+        helo_name=config.gateway.hostname, timeout=delivery.timeout,
     )
 
 
@@ -69,16 +79,19 @@ class Gateway:
 
     def __init__(self, services: Services, transport: Transport) -> None:
         config = services.config
+        # The config in force, read by every part at each use; reload() replaces it.
+        self.current = CurrentConfig(config)
+        current = self.current
         self.services = services
         self.transport = transport
         writer = NoticeWriter(domain=config.gateway.domain, signer=services.signer)
-        self.outbox = Outbox(config, services.store, services.signer, transport, services.links)
+        self.outbox = Outbox(current, services.store, services.signer, transport, services.links)
         self.reply_pool = ReplyPool(config, writer, default_workers())
         self.processor = Processor(
-            config, services.store, writer, self.outbox.wake, self.reply_pool
+            current, services.store, writer, self.outbox.wake, self.reply_pool, services.links
         )
         self.scheduler = Scheduler(
-            config, services.store, self.processor.holding, self.outbox.wake
+            current, services.store, self.processor.holding, self.outbox.wake
         )
         resolver = make_resolver(
             [(ns.host, ns.port) for ns in config.inbound.nameservers],
@@ -86,13 +99,13 @@ class Gateway:
         )
         self.metrics = Metrics()
         self.handler = GatewayHandler(
-            config, services.store, Router(config, services.store),
-            SessionStages(config, services.store, resolver), self.processor.wake,
+            current, services.store, Router(current, services.store),
+            SessionStages(current, services.store, resolver), self.processor.wake,
             self.metrics,
         )
         self.http: HttpSide | None = None
         if config.http is not None:
-            self.http = HttpSide(config, services.store, services.links,
+            self.http = HttpSide(current, services.store, services.links,
                                  self.processor.membership, self.metrics, self.outbox.wake)
         self.servers: list[asyncio.Server] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -117,8 +130,8 @@ class Gateway:
         return gateway
 
     async def _listen(self) -> None:
-        config = self.services.config
-        factory = make_smtp_factory(config, self.handler, make_tls_context(config))
+        config = self.current.config
+        factory = make_smtp_factory(self.current, self.handler, make_tls_context(config))
         loop = asyncio.get_running_loop()
         for hp in config.gateway.listen:
             self.servers.append(await loop.create_server(factory, hp.host, hp.port))
@@ -143,16 +156,23 @@ class Gateway:
         await self.services.close()
         log.info("gateway.stopped")
 
+    def reload(self, new: Config) -> Reload:
+        """Put ``new`` in force for new work (restart-only settings keep their values)."""
+        plan = plan_reload(self.current.config, new)
+        self.current.config = plan.config
+        return plan
+
     def failed_task(self) -> asyncio.Task[None] | None:
         return next((t for t in self._tasks if t.done() and not t.cancelled()), None)
 
 
 async def serve(config: Config) -> None:
-    """Run until SIGTERM or SIGINT; a dead worker stops the process (systemd restarts it)."""
+    """Run until SIGTERM or SIGINT, reloading on SIGHUP; a dead worker stops the process
+    (systemd restarts it)."""
     for warning in config.warnings():
         log.warning("config.warning", warning=warning)
     gateway = await Gateway.start(config)
-    stop = asyncio.Event()
+    stop, reload = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
 
     def on_signal() -> None:
@@ -165,14 +185,23 @@ async def serve(config: Config) -> None:
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal)
-    notify(f"READY=1\nSTATUS=listening on {', '.join(map(str, gateway.ports))}")
+    # Only flagged here: the reload runs in the loop below, one at a time (a SIGHUP during
+    # a reload makes one more after it).
+    loop.add_signal_handler(signal.SIGHUP, reload.set)
+    status = f"STATUS=listening on {', '.join(map(str, gateway.ports))}"
+    notify(f"READY=1\n{status}")
     # The pings come from this loop: if the event loop hangs, they stop, and systemd acts.
     ping = watchdog_interval()
     tick = min(1.0, ping) if ping else 1.0
     try:
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), tick)
+                await asyncio.wait_for(_either(stop, reload), tick)
+            if reload.is_set() and not stop.is_set():
+                reload.clear()
+                notify(reloading())
+                await reload_config(gateway, gateway.current.config.source)
+                notify(f"READY=1\n{status}")
             if ping:
                 notify("WATCHDOG=1")
             failed = gateway.failed_task()
@@ -183,3 +212,36 @@ async def serve(config: Config) -> None:
     finally:
         notify("STOPPING=1")
         await gateway.stop()
+
+
+async def _either(*events: asyncio.Event) -> None:
+    waits = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
+
+
+async def reload_config(gateway: Gateway, path: Path) -> bool:
+    """Read ``path`` off the event loop and put it in force; False when it was refused.
+
+    Whatever goes wrong here, the gateway keeps serving with the config it had.
+    """
+    try:
+        new = await asyncio.to_thread(load_config, path)
+    except ConfigError as exc:
+        log.error("config.reload_refused", source=exc.source, problems=exc.problems,
+                  kept="the config in force stays until a good file is reloaded")
+        return False
+    except Exception as exc:  # a bug must not take the running gateway down
+        log.exception("config.reload_failed", source=str(path), error=repr(exc))
+        return False
+    plan = gateway.reload(new)
+    log.info("config.reloaded", source=str(path), **plan.changes)
+    if plan.needs_restart:
+        log.warning("config.needs_restart", settings=list(plan.needs_restart),
+                    note="these keep their old values until bin-gateway is restarted")
+    for warning in await asyncio.to_thread(plan.config.warnings):  # reads the DKIM key
+        log.warning("config.warning", warning=warning)
+    return True

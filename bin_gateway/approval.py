@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import aiosqlite
 import structlog
 
-from .config import Config, MailingList
+from .config import CurrentConfig, FollowsConfig, MailingList
 from .decision import Decision, DecisionKind, read_decision
 from .errors import GatewayError
 from .holding import parse
@@ -38,13 +38,13 @@ class Applied:
     member_count: int = 0
 
 
-class Approval:
-    def __init__(self, config: Config, store: Store, writer: NoticeWriter) -> None:
-        self._config = config
+class Approval(FollowsConfig):
+    def __init__(self, current: CurrentConfig, store: Store, writer: NoticeWriter) -> None:
+        self._current = current
         self._store = store
         self._writer = writer
-        self._replies = ReplyRelay(config, store, writer)
-        self._membership = Membership(config, store, writer)
+        self._replies = ReplyRelay(current, store, writer)
+        self._membership = Membership(current, store, writer)
 
     async def handle_reply(self, item: Inbound) -> None:
         """A coordinator's authenticated reply to a moderation mail."""
@@ -252,7 +252,7 @@ async def decide_by_admin(
 ) -> str:
     """The CLI's entry: ``held approve|reject``; raises DecisionRefused with a reason."""
     writer = NoticeWriter(domain=services.config.gateway.domain, signer=services.signer)
-    approval = Approval(services.config, services.store, writer)
+    approval = Approval(CurrentConfig(services.config), services.store, writer)
     return await approval.decide_by_admin(submission_id, approve=approve, text=text, actor=actor)
 
 

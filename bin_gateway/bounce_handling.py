@@ -16,7 +16,7 @@ import aiosqlite
 import structlog
 
 from .bounces import BounceKind, classify
-from .config import Config
+from .config import CurrentConfig, FollowsConfig
 from .models import Inbound, InboundState
 from .notices import Notice, NoticeWriter
 from .store import Store, now
@@ -27,9 +27,9 @@ BOUNCES_TO_DISABLE = 3
 BOUNCE_WINDOW = 30 * 86400.0
 
 
-class BounceHandling:
-    def __init__(self, config: Config, store: Store, writer: NoticeWriter) -> None:
-        self._config = config
+class BounceHandling(FollowsConfig):
+    def __init__(self, current: CurrentConfig, store: Store, writer: NoticeWriter) -> None:
+        self._current = current
         self._store = store
         self._writer = writer
 

@@ -6,7 +6,7 @@ Exit status: 0 ok, 1 runtime failure, 2 usage or configuration error. Human outp
 to stdout, errors and warnings to stderr; an expected error never shows a traceback.
 
 The subcommands live beside this module: ``cli_members``, ``cli_held``, ``cli_queue``,
-``cli_keys``, ``cli_privacy``; what they share is in ``cli_common``.
+``cli_keys``, ``cli_privacy``, ``cli_backup``; what they share is in ``cli_common``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,17 @@ import sqlite3
 import sys
 from collections.abc import Callable
 
-from . import __version__, cli_held, cli_keys, cli_members, cli_privacy, cli_queue, cli_stats
+from . import (
+    __version__,
+    cli_backup,
+    cli_held,
+    cli_keys,
+    cli_members,
+    cli_privacy,
+    cli_queue,
+    cli_stats,
+    demo,
+)
 from .cli_common import (
     EXIT_FAILURE,
     EXIT_OK,
@@ -50,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     common = common_options(suppress=True)
     _register(commands, common)
-    for module in (cli_members, cli_held, cli_queue, cli_keys, cli_privacy, cli_stats):
+    for module in (cli_members, cli_held, cli_queue, cli_keys, cli_privacy, cli_stats,
+                   cli_backup, demo):
         module.register(commands, common)
     return parser
 
@@ -58,8 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _register(commands: Subparsers, common: argparse.ArgumentParser) -> None:
     cmd = commands.add_parser(
         "serve", parents=[common], help="run the gateway (SMTP server and workers)",
-        description="Run until SIGTERM or SIGINT. Logs go to stdout: JSON lines, or readable "
-        "lines on a terminal.",
+        description="Run until SIGTERM or SIGINT; SIGHUP reloads the configuration file (a "
+        "bad file is refused and logged, the old one stays). Logs go to stdout: JSON lines, "
+        "or readable lines on a terminal.",
     )  # fmt: skip
     cmd.add_argument("--log-json", action="store_true", help="JSON log lines even on a terminal")
     cmd.set_defaults(handler=serve)

@@ -28,11 +28,12 @@ from .cli_privacy import register_export
 from .config import address_key
 from .members_csv import MemberRow, normalise_address, read_members_csv, write_members_csv
 from .models import Member, MemberState
+from .progress import progress
 from .services import Services
 
 __all__ = ["register"]
 
-BATCH = 1000  # rows per transaction on import; also the progress step
+BATCH = 1000  # rows per transaction on import (the gateway's writes wait meanwhile)
 
 
 def register(commands: Subparsers, common: argparse.ArgumentParser) -> None:
@@ -229,14 +230,10 @@ def members_import(args: argparse.Namespace) -> int:
 
 
 async def _import_rows(services: Services, list_id: str, rows: list[MemberRow]) -> int:
-    show = sys.stderr.isatty() and len(rows) > BATCH
     added = 0
-    for start in range(0, len(rows), BATCH):
-        batch = rows[start : start + BATCH]
-        added += await _add_new(services, list_id, [(row.email, row.name) for row in batch])
-        if show:
-            done = start + len(batch)
-            print(f"\r{done}/{len(rows)} rows", end="", file=sys.stderr, flush=True)
-    if show:
-        print(file=sys.stderr)
+    with progress(f"importing into {list_id}", len(rows)) as report:
+        for start in range(0, len(rows), BATCH):
+            batch = rows[start : start + BATCH]
+            added += await _add_new(services, list_id, [(row.email, row.name) for row in batch])
+            report(start + len(batch))
     return added

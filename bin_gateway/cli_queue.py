@@ -16,11 +16,13 @@ from .cli_common import (
     warn,
 )
 from .models import Delivery, DeliveryState
+from .progress import progress
 from .services import Services
 
 __all__ = ["register"]
 
 DEFAULT_STATES = (DeliveryState.QUEUED, DeliveryState.SENDING, DeliveryState.FAILED)
+RETRY_BATCH = 500  # deliveries re-queued per transaction
 _COLUMNS = ("ID", "RECIPIENT", "STATE", "ATTEMPTS", "NEXT ATTEMPT", "LAST REPLY")
 
 
@@ -97,7 +99,15 @@ def queue_retry(args: argparse.Namespace) -> int:
     ids = None if args.all else list(dict.fromkeys(args.ids))
 
     async def work(services: Services) -> int:
-        return await services.store.retry(ids)
+        chosen = await services.store.retryable() if ids is None else ids
+        count = 0
+        with progress("re-queueing", len(chosen)) as report:
+            # In batches: one long write transaction would keep the running gateway's
+            # writes (mail being accepted) waiting.
+            for start in range(0, len(chosen), RETRY_BATCH):
+                count += await services.store.retry(chosen[start : start + RETRY_BATCH])
+                report(min(len(chosen), start + RETRY_BATCH))
+        return count
 
     count = run_with_services(config, work)
     print(f"re-queued {count} {'delivery' if count == 1 else 'deliveries'}")

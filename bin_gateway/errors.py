@@ -7,7 +7,8 @@ are for faults only::
     ├── ConfigError            the configuration file is wrong (carries every problem)
     ├── DnsTemporaryError      a lookup timed out or SERVFAILed: the sender must retry (451)
     ├── StoreError             the database cannot do what was asked
-    └── DeliveryError          the outbound side is misconfigured (not a per-message result)
+    ├── DeliveryError          the outbound side is misconfigured (not a per-message result)
+    └── BackupError            ``backup`` could not make a good copy (nothing left behind)
 """
 
 from __future__ import annotations
@@ -36,3 +37,7 @@ class StoreError(GatewayError):
 
 class DeliveryError(GatewayError):
     """The delivery side cannot work at all (bad smarthost credentials file, ...)."""
+
+
+class BackupError(GatewayError):
+    """The backup could not be made; nothing was left at the destination."""

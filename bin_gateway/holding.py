@@ -15,7 +15,8 @@ from email.parser import BytesParser
 
 import structlog
 
-from .config import Config, MailingList
+from .auth.author import ADDRESS_IN_NAME, MIXED_SCRIPTS
+from .config import CurrentConfig, FollowsConfig, MailingList
 from .mailtext import best_text
 from .membership import join_review_notices, own_words
 from .models import Inbound, InboundState, ReplyState, Submission, SubmissionState
@@ -77,9 +78,42 @@ def attachment_names(message: EmailMessage) -> str:
     return ", ".join(one_line(str(n)) for n in names) or "-"
 
 
-class Holding:
-    def __init__(self, config: Config, store: Store, writer: NoticeWriter) -> None:
-        self._config = config
+# Shown above the decision instructions when the sender's name looks like someone else
+# (the real address is always shown next to the name; security notes §3).
+_SENDER_WARNINGS = {
+    ADDRESS_IN_NAME: {
+        "nl": "LET OP: de naam van de afzender bevat een ander e-mailadres dan het adres\n"
+              "waar het bericht echt vandaan komt ({sender}). Kijk goed of het bericht\n"
+              "echt van {agency} is voordat je OK antwoordt.",
+        "en": "NOTE: the sender's name holds an e-mail address other than the one the\n"
+              "message really comes from ({sender}). Check that it really is from\n"
+              "{agency} before you answer OK.",
+    },
+    MIXED_SCRIPTS: {
+        "nl": "LET OP: de naam van de afzender mengt letters uit verschillende schriften\n"
+              "(bijvoorbeeld Latijnse en Cyrillische). Zo kan een naam op een andere\n"
+              "lijken. Het echte adres is {sender}.",
+        "en": "NOTE: the sender's name mixes letters from different scripts (Latin and\n"
+              "Cyrillic, say), which can make one name look like another. The real\n"
+              "address is {sender}.",
+    },
+}
+
+
+def sender_warnings(flags: object, language: str, sender: str, agency: str) -> str:
+    """The warnings for a held message's sender, as a paragraph ("" when there are none)."""
+    texts = [
+        _SENDER_WARNINGS[flag].get(language, _SENDER_WARNINGS[flag]["en"])
+        .format(sender=sender, agency=agency)
+        for flag in (flags if isinstance(flags, list) else [])
+        if flag in _SENDER_WARNINGS
+    ]
+    return "".join(f"\n{text}\n" for text in texts)
+
+
+class Holding(FollowsConfig):
+    def __init__(self, current: CurrentConfig, store: Store, writer: NoticeWriter) -> None:
+        self._current = current
         self._store = store
         self._writer = writer
 
@@ -131,6 +165,8 @@ class Holding:
             "expires": local_time(held.expires_at, language),
             "attachments": summary.attachments,
             "original_text": summary.original_text,
+            "warnings": sender_warnings(item.facts.get("author_flags"), language,
+                                        held.sender, agency_name),
         }
         return [
             Notice(

@@ -24,7 +24,7 @@ from collections.abc import Callable
 import structlog
 from aiohttp import web
 
-from .config import Config, DeliveryMode
+from .config import CurrentConfig, DeliveryMode, FollowsConfig
 from .link_tokens import LinkClaim, LinkSigner
 from .membership import Membership
 from .metrics import Metrics
@@ -60,12 +60,12 @@ _WORDS = {
 }
 
 
-class HttpSide:
+class HttpSide(FollowsConfig):
     def __init__(
-        self, config: Config, store: Store, links: LinkSigner, membership: Membership,
+        self, current: CurrentConfig, store: Store, links: LinkSigner, membership: Membership,
         metrics: Metrics, wake_outbox: Callable[[], None],
     ) -> None:
-        self._config = config
+        self._current = current
         self._store = store
         self._links = links
         self._membership = membership

@@ -126,7 +126,7 @@ def _decoded(part: Message) -> str:
 def decode_bytes(payload: bytes, charset: str) -> str:
     """Decode with the declared charset, else UTF-8, else windows-1252 (never raises)."""
     declared = charset.strip().lower()
-    if declared in ("iso-8859-1", "latin-1", "latin1", "us-ascii", "ascii"):
+    if declared in ("iso-8859-1", "latin-1", "latin1", "l1", "us-ascii", "ascii", ""):
         # mail clients label windows-1252 (and UTF-8) as these; browsers do the same
         declared = "utf-8" if _is_utf8(payload) else "windows-1252"
     for candidate in (declared, "utf-8"):

@@ -7,9 +7,12 @@
   address per day, so the join address cannot be used to flood someone.
 * ``aanmelding+<token>@``: the reply confirming a join, from the same address; the
   person becomes an active member and is welcomed, once.
-* ``<list>+afmelden@`` (or ``+unsubscribe``, the List-Unsubscribe mailto): the member
-  is removed at once (RFC 2369 asks no more of a mailto unsubscribe) and told so,
-  once. Someone who is not a member changes nothing and hears nothing.
+* ``<list>+afmelden@`` (or ``+unsubscribe``, the List-Unsubscribe mailto): when the
+  From is verified (aligned DKIM or SPF) the member is removed at once and told so,
+  once. Otherwise anyone could remove anyone: the member is asked first, the way a
+  join is (reply to ``aanmelding+<token>@``, or the one-click link when [http] is on),
+  and stays a member without an answer. Someone who is not a member changes nothing
+  and hears nothing.
 
 ``subscription = "approval"``: the request is a held item for the list's coordinators
 instead (the same tokens, reminder, expiry and OK/NEE by reply as agency mail); the
@@ -26,7 +29,8 @@ from email import policy as email_policy
 import aiosqlite
 import structlog
 
-from .config import Config, MailingList, Subscription
+from .config import Config, CurrentConfig, FollowsConfig, MailingList, Subscription
+from .link_tokens import LinkSigner
 from .mailtext import best_text, split_own_text
 from .models import Inbound, InboundState, Join, JoinState, Submission
 from .notices import Notice, NoticeWriter, local_time
@@ -48,14 +52,19 @@ LINK_LINE = {
     "nl": "Of open deze link en klik op de knop:\n{url}\n",
     "en": "Or open this link and press the button:\n{url}\n",
 }
+LEAVE_LINK_VALID = 30 * 86400  # the one-click link in a leave question
 
 
-class Membership:
-    def __init__(self, config: Config, store: Store, writer: NoticeWriter) -> None:
-        self._config = config
+class Membership(FollowsConfig):
+    def __init__(
+        self, current: CurrentConfig, store: Store, writer: NoticeWriter,
+        links: LinkSigner | None = None,
+    ) -> None:
+        self._current = current
         self._store = store
         self._writer = writer
-        self._domain = config.gateway.domain
+        self._links = links  # for the one-click link in a leave question
+        self._domain = current.config.gateway.domain
 
     async def join(self, item: Inbound) -> None:
         lst = self._config.list_by_id(item.target)
@@ -165,10 +174,15 @@ class Membership:
         join = await self._store.join_by_token_hash(token_hash(token))
         if join is None or (join.state is JoinState.PENDING and join.expires_at < time.time()):
             return "invalid"
+        if join.kind != "join":
+            return "invalid"  # a leave question links to /u/, never here
         return await self._confirm(join, finish=None)
 
     async def _confirm(self, join: Join, *, finish: int | None) -> str:
-        """Make the person a member and welcome them, once; later "yes"es change nothing."""
+        """Make the person a member and welcome them, once; later "yes"es change nothing.
+        A confirmed leave question removes the member instead."""
+        if join.kind == "leave":
+            return await self._confirm_leave(join, finish=finish)
         lst = self._config.list_by_id(join.list_id)
         fields: dict[str, object] = {"list_name": lst.name if lst else join.list_id,
                                      "address": join.email,
@@ -192,17 +206,56 @@ class Membership:
         if lst is None:
             await self._finish(item)
             return
+        # Stored before this key existed: such a leave was trusted then, and still is.
+        verified = bool(item.facts.get("verified", True))
         async with self._store.transaction() as db:
             member_id = await Store.member_in(db, lst.id, item.author)
-            if member_id is not None:
+            if member_id is None:
+                outcome = "not_a_member"
+            elif verified:
                 await Store.remove_member_in(db, member_id)
                 await self._tell(db, lst, item.author, "leave_confirmed",
-                                 {"list_name": lst.name, "address": item.author,
-                                  "join_address": f"{lst.id}+aanmelden@{self._domain}"},
-                                 f"leave:{item.id}")
+                                 self._leave_fields(lst, item.author), f"leave:{item.id}")
+                outcome = "left"
+            else:
+                outcome = await self._ask_leave(db, item, lst, member_id)
             await Store.finish_inbound(db, item.id, InboundState.PROCESSED)
-        log.info("member.left" if member_id is not None else "leave.not_a_member",
+        log.info("member.left" if outcome == "left" else f"leave.{outcome}",
                  list_id=lst.id, member_id=member_id)
+
+    async def _ask_leave(
+        self, db: aiosqlite.Connection, item: Inbound, lst: MailingList, member_id: int
+    ) -> str:
+        """An unverified leave: one question to the member's own address."""
+        address = item.author
+        asked = await Store.pending_joins_since(db, lst.id, address, time.time() - 86400)
+        if asked >= MAX_QUESTIONS_PER_DAY:
+            return "too_many"
+        token = new_moderation_token()
+        expires_at = time.time() + JOIN_VALID
+        await Store.create_join(db, list_id=lst.id, email=address, name="",
+                                token_hash=token_hash(token), expires_at=expires_at,
+                                kind="leave")
+        link = ""
+        http = self._config.http
+        if http is not None and self._links is not None:
+            signed = self._links.make(member_id, lst.id, int(time.time()) + LEAVE_LINK_VALID)
+            link = LINK_LINE.get(lst.language, LINK_LINE["en"]).format(
+                url=f"{http.public_url}/u/{signed}")
+        notice = Notice(
+            to=address, text="leave_question", language=lst.language,
+            fields={"list_name": lst.name, "address": address, "link": link,
+                    "expires": local_time(expires_at, lst.language)},
+            from_name=lst.name, from_local=f"{JOIN_PREFIX}+{token}",
+            reply_to=(token_address(JOIN_PREFIX, token, self._domain),),
+        )
+        await self._writer.queue(db, notice, kind="membership",
+                                 source_key=f"leave-question:{item.id}")
+        return "asked"
+
+    def _leave_fields(self, lst: MailingList, address: str) -> dict[str, object]:
+        return {"list_name": lst.name, "address": address,
+                "join_address": f"{lst.id}+aanmelden@{self._domain}"}
 
     async def unsubscribe(self, member_id: int, list_id: str) -> bool:
         """One click (RFC 8058): remove the member, confirm by mail; False if already gone."""
@@ -215,9 +268,7 @@ class Membership:
                 return False
             await Store.remove_member_in(db, member_id)
             await self._tell(db, lst, member.email, "leave_confirmed",
-                             {"list_name": lst.name, "address": member.email,
-                              "join_address": f"{lst.id}+aanmelden@{self._domain}"},
-                             f"leave-click:{member_id}")
+                             self._leave_fields(lst, member.email), f"leave-click:{member_id}")
         log.info("member.left", list_id=lst.id, member_id=member_id, by="one-click")
         return True
 
@@ -232,6 +283,24 @@ class Membership:
     async def _finish(self, item: Inbound) -> None:
         async with self._store.transaction() as db:
             await Store.finish_inbound(db, item.id, InboundState.PROCESSED, "list is gone")
+
+
+    async def _confirm_leave(self, join: Join, *, finish: int | None) -> str:
+        lst = self._config.list_by_id(join.list_id)
+        outcome = "repeated"
+        async with self._store.transaction() as db:
+            confirmed = join.state is JoinState.PENDING and await Store.confirm_join(db, join.id)
+            member_id = await Store.member_in(db, join.list_id, join.email)
+            if lst is not None and confirmed and member_id is not None:
+                await Store.remove_member_in(db, member_id)
+                await self._tell(db, lst, join.email, "leave_confirmed",
+                                 self._leave_fields(lst, join.email), f"leave-confirmed:{join.id}")
+                outcome = "left"
+            if finish is not None:
+                await Store.finish_inbound(db, finish, InboundState.PROCESSED)
+        log.info("member.left" if outcome == "left" else f"leave.{outcome}",
+                 list_id=join.list_id, join_id=join.id, by="confirmation")
+        return outcome
 
 
 def own_words(raw: bytes) -> str:

@@ -89,6 +89,7 @@ class Join:
     state: JoinState
     created_at: float
     expires_at: float
+    kind: str = "join"  # "join" | "leave": what the person confirms
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,8 +15,9 @@ import structlog
 
 from .approval import Approval
 from .bounce_handling import BounceHandling
-from .config import Config
+from .config import CurrentConfig, FollowsConfig
 from .holding import Holding, parse_headers, subject_of
+from .link_tokens import LinkSigner
 from .membership import Membership
 from .models import Inbound, InboundState, RouteKind
 from .notices import Notice, NoticeWriter
@@ -28,22 +29,24 @@ log = structlog.get_logger("bin_gateway.processor")
 
 IDLE_POLL = 5.0
 BATCH = 20  # inbound rows taken at a time; also how many replies are handled at once
+_SIDE_BY_SIDE = (RouteKind.REPLY, RouteKind.ANSWER)
 
 
-class Processor:
+class Processor(FollowsConfig):
     def __init__(
-        self, config: Config, store: Store, writer: NoticeWriter, wake_outbox: Callable[[], None],
-        pool: ReplyPool | None = None,
+        self, current: CurrentConfig, store: Store, writer: NoticeWriter,
+        wake_outbox: Callable[[], None], pool: ReplyPool | None = None,
+        links: LinkSigner | None = None,
     ) -> None:
-        self._config = config
+        self._current = current
         self._store = store
         self._writer = writer
         self._wake_outbox = wake_outbox
-        self.holding = Holding(config, store, writer)
-        self.approval = Approval(config, store, writer)
-        self.replies = ReplyRelay(config, store, writer, pool)
-        self.bounces = BounceHandling(config, store, writer)
-        self.membership = Membership(config, store, writer)
+        self.holding = Holding(current, store, writer)
+        self.approval = Approval(current, store, writer)
+        self.replies = ReplyRelay(current, store, writer, pool)
+        self.bounces = BounceHandling(current, store, writer)
+        self.membership = Membership(current, store, writer, links)
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
@@ -58,19 +61,42 @@ class Processor:
                 await asyncio.wait_for(self._wake.wait(), IDLE_POLL)
 
     async def process_pending(self) -> int:
+        """Handle received rows until none is left; returns how many.
+
+        Member replies are independent of each other and mostly CPU in the worker process
+        (anonymise, sign): up to ``BATCH`` run side by side, and the next starts as soon as
+        one finishes (waiting for a whole batch left the worker idle while the slowest
+        reply of each batch finished). Everything else keeps arrival order, one at a
+        time (a decision after its held item).
+        """
         done = 0
-        while batch := await self._store.pending_inbound(limit=BATCH):
-            # Member replies are independent of each other and mostly CPU in worker
-            # threads (anonymise, sign): handled side by side, their commits still one at a
-            # time. Everything else keeps arrival order (a decision after its held item).
-            replies = [i for i in batch if i.route in (RouteKind.REPLY, RouteKind.ANSWER)]
-            for item in batch:
-                if item not in replies:
-                    await self._process_one(item)
-            await asyncio.gather(*(self._process_one(item) for item in replies))
-            done += len(batch)
-            self._wake_outbox()
-        return done
+        running: dict[int, asyncio.Task[None]] = {}
+        try:
+            while True:
+                room = BATCH - len(running)
+                batch = (await self._store.pending_inbound(limit=room, skip=running)
+                         if room else [])
+                for item in batch:
+                    if item.route in _SIDE_BY_SIDE:
+                        running[item.id] = asyncio.create_task(self._process_one(item))
+                    else:
+                        await self._process_one(item)
+                        done += 1
+                if batch:
+                    self._wake_outbox()
+                    continue
+                if not running:
+                    return done
+                finished, _ = await asyncio.wait(
+                    running.values(), return_when=asyncio.FIRST_COMPLETED)
+                for item_id in [i for i, task in running.items() if task in finished]:
+                    running.pop(item_id).result()  # _process_one keeps its failures
+                    done += 1
+                self._wake_outbox()
+        finally:
+            for task in running.values():
+                task.cancel()
+            await asyncio.gather(*running.values(), return_exceptions=True)
 
     async def _process_one(self, item: Inbound) -> None:
         handlers: dict[RouteKind, Callable[[Inbound], Awaitable[None]]] = {

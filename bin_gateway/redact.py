@@ -135,9 +135,12 @@ class Redacted:
 
 
 def redact(
-    text: str, addresses: Iterable[str], names: Iterable[str], *, contact_details: bool
+    text: str, addresses: Iterable[str], names: Iterable[str], *, contact_details: bool,
+    name_parts: bool = True,
 ) -> Redacted:
-    """``text`` with the identity (and, with ``contact_details``, contact data) replaced."""
+    """``text`` with the identity (and, with ``contact_details``, contact data) replaced;
+    without ``name_parts``, a name only as a whole (its words in a row, as in
+    "Wijkagent Noord"), not each of its words or an address's name-like pieces."""
     own_addresses = [a for a in map(_bare_address, addresses) if a][:_MAX_NAMES]
     name_list = [n for n in names if n][:_MAX_NAMES]
     own_addresses += [a for a in map(_bare_address, name_list) if a]  # a name that is one
@@ -146,14 +149,17 @@ def redact(
     if contact_details:  # before the addresses: a wa.me link must go whole
         text, annotations = _LINK_NOTE.subn("", text)
         text, links = _PHONE_LINK.subn(REDACTED, text)
-    text, n = _replace_regex(text, _own_address_pattern(own_addresses))
+    text, n = _replace_regex(text, _own_address_pattern(own_addresses, _haystack(text)))
     identity += n
     others = 0
     if contact_details:  # before the names: "j.de.vries@work.example" must go whole
         text, plain = _ADDRESS.subn(REDACTED, text)
         text, obfuscated = _OBFUSCATED.subn(REDACTED, text)
         others = plain + obfuscated
-    text, n = _replace_folded(text, _name_pattern(name_list, own_addresses))
+    folded = fold(text)
+    pattern = _name_pattern(name_list, own_addresses if name_parts else [], folded[0],
+                            parts=name_parts)
+    text, n = _replace_folded(text, folded, pattern)
     identity += n
     if not contact_details:
         return Redacted(text, identity, 0, 0)
@@ -176,8 +182,29 @@ def _bare_address(value: str) -> str:
     return value.lower()
 
 
-def _own_address_pattern(addresses: list[str]) -> re.Pattern[str] | None:
-    """Whole addresses (also "at"/"dot" spelled), local parts and non-provider domains."""
+# The only characters outside ASCII that re.IGNORECASE matches to an ASCII letter.
+_RE_IGNORECASE_ASCII = str.maketrans({"\u0130": "i", "\u0131": "i", "\u017f": "s", "\u212a": "k"})
+
+
+def _haystack(text: str) -> str:
+    """``text`` for :func:`_may_occur`: lower case, with the letters above made ASCII."""
+    return text.translate(_RE_IGNORECASE_ASCII).lower()
+
+
+def _may_occur(haystack: str, *pieces: str) -> bool:
+    """False only if a case-insensitive pattern built from ``pieces`` cannot match.
+
+    Compiling a member's address pattern cost more than the rest of a reply's redaction
+    (about 1.8 ms: every dot is spelled out several ways), and mostly the address is not
+    in the text at all. Pieces outside ASCII are not checked: case-insensitive matching
+    there has more rules than ``lower()`` (final sigma), and the safe side is to compile.
+    """
+    return all(not piece.isascii() or piece in haystack for piece in pieces if piece)
+
+
+def _own_address_pattern(addresses: list[str], haystack: str) -> re.Pattern[str] | None:
+    """Whole addresses (also "at"/"dot" spelled), local parts and non-provider domains,
+    leaving out those that cannot occur in the text (see :func:`_may_occur`)."""
     whole: set[str] = set()
     words: set[str] = set()
     for address in addresses:
@@ -186,12 +213,14 @@ def _own_address_pattern(addresses: list[str]) -> re.Pattern[str] | None:
         for candidate in {local, base}:
             if not candidate:
                 continue
-            whole.add(_spelled_out(candidate, domain))
-            if len(candidate) >= _MIN_LOCAL and candidate not in _GENERIC_LOCAL:
+            if _may_occur(haystack, *candidate.split("."), *domain.split(".")):
+                whole.add(_spelled_out(candidate, domain))
+            if (len(candidate) >= _MIN_LOCAL and candidate not in _GENERIC_LOCAL
+                    and _may_occur(haystack, candidate)):
                 words.add(re.escape(candidate))
-        if domain not in _SHARED_DOMAINS and "." in domain:
+        if domain not in _SHARED_DOMAINS and "." in domain and _may_occur(haystack, domain):
             words.add(r"(?:[\w-]+\.)*" + re.escape(domain))
-    if not whole:
+    if not whole and not words:
         return None
     alternatives = sorted(whole, key=len, reverse=True) + sorted(words, key=len, reverse=True)
     body = "|".join(f"(?:{a})" for a in alternatives)
@@ -215,19 +244,28 @@ def _replace_regex(text: str, pattern: re.Pattern[str] | None) -> tuple[str, int
 # --- names ----------------------------------------------------------------------------
 
 
-def _name_pattern(names: list[str], addresses: list[str]) -> re.Pattern[str] | None:
-    """One pattern for every form of every name, longest first, on folded text."""
+def _name_pattern(
+    names: list[str], addresses: list[str], folded_text: str, *, parts: bool = True
+) -> re.Pattern[str] | None:
+    """One pattern for every form of every name, longest first, on folded text; forms
+    with a word missing from ``folded_text`` cannot match it and are left out (the
+    pattern has no flags and its words are literal, so this check is exact)."""
     variants: set[str] = set()
     for raw in names:
         if "@" in raw:  # "Jan <jan@x.nl>": the address is redacted as an address
             raw = parseaddr(raw)[0]
         for form in _name_forms(raw):
-            variants.update(_name_variants(fold(form)[0]))
+            variants.update(
+                _NAME_JOIN.join(map(re.escape, words))
+                for words in _name_variants(fold(form)[0], parts=parts)
+                if all(word in folded_text for word in words)
+            )
     for address in addresses:  # "jan.devries@…" also names "devries" in "www.devries.nl"
         local = address.split("@", 1)[0]
         variants.update(
             re.escape(piece) for piece in re.split(r"[._+\-\d]+", fold(local)[0])
             if len(piece) >= _MIN_LOCAL and piece not in _GENERIC_LOCAL
+            and piece in folded_text
         )
     if not variants:
         return None
@@ -249,22 +287,26 @@ def _name_forms(raw: str) -> list[str]:
     return forms
 
 
-def _name_variants(folded: str) -> set[str]:
+def _name_variants(folded: str, *, parts: bool = True) -> set[tuple[str, ...]]:
+    """The forms of one folded name, each as its words (joined by ``_NAME_JOIN``);
+    without ``parts`` only the whole name."""
     tokens = _NAME_TOKEN.findall(folded)[:20]
-    variants: set[str] = set()
+    variants: set[tuple[str, ...]] = set()
     if all(t in _PARTICLES for t in tokens):
         return variants  # "van" as a name would redact every "van" of the text
     if sum(len(t) for t in tokens) >= _MIN_PART:  # the full name; a lone initial is none
-        variants.add(_NAME_JOIN.join(map(re.escape, tokens)))
+        variants.add(tuple(tokens))
+    if not parts:
+        return variants
     for i, token in enumerate(tokens):
         # "de Vries" and "devries"; not from "Vries, Jan de", which ends in the particle
         if token in _PARTICLES and tokens[-1] not in _PARTICLES:
-            variants.add(_NAME_JOIN.join(map(re.escape, tokens[i:])))
+            variants.add(tuple(tokens[i:]))
             break
     for token in tokens:
         pieces = {token, *token.split("'")}  # "o'brien" and "brien"
         variants.update(
-            re.escape(p) for p in pieces
+            (p,) for p in pieces
             if sum(c.isalpha() for c in p) >= _MIN_PART and p not in _PARTICLES
         )
     return variants
@@ -290,10 +332,13 @@ def fold(text: str) -> tuple[str, list[int] | None]:
     return "".join(pieces), index
 
 
-def _replace_folded(text: str, pattern: re.Pattern[str] | None) -> tuple[str, int]:
+def _replace_folded(
+    text: str, folded_text: tuple[str, list[int] | None], pattern: re.Pattern[str] | None
+) -> tuple[str, int]:
+    """``text`` with what ``pattern`` finds in its folded form (``fold(text)``) cut out."""
     if pattern is None:
         return text, 0
-    folded, index = fold(text)
+    folded, index = folded_text
     spans: list[tuple[int, int]] = []
     for match in pattern.finditer(folded):
         if match.end() == match.start():

@@ -12,6 +12,8 @@ from email import message_from_bytes
 from email import policy as email_policy
 from email.message import MIMEPart
 
+from .mailtext import decode_bytes
+
 __all__ = ["Content", "collect_content", "parse_original", "tidy"]
 
 _SIGNATURES = frozenset(
@@ -104,19 +106,7 @@ def _decode_text(part: MIMEPart) -> str:
     raw = part.get_payload(decode=True)
     if not isinstance(raw, bytes):
         raw = str(part.get_payload()).encode("utf-8", "replace")
-    declared = (part.get_content_charset() or "us-ascii").lower()
-    if declared in ("us-ascii", "ascii"):
-        chain = ["utf-8"]
-    elif declared in ("iso-8859-1", "latin-1", "latin1", "l1"):
-        chain = []  # WHATWG: this label means windows-1252 in practice
-    else:
-        chain = [declared, "utf-8"]
-    for charset in chain:
-        try:
-            return tidy(raw.decode(charset))
-        except (LookupError, UnicodeError):
-            continue
-    return tidy(raw.decode("cp1252", errors="replace"))
+    return tidy(decode_bytes(raw, part.get_content_charset() or "us-ascii"))
 
 
 def tidy(text: str) -> str:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -28,12 +30,26 @@ from .signing import Signer
 log = structlog.get_logger("bin_gateway.reply_pool")
 
 _worker_writer: NoticeWriter | None = None  # set in each worker process
+_PARENT_POLL = 1.0  # seconds between a worker's checks that the gateway still runs
 
 
-def _start_worker(domain: str, selector: str, key_path: str) -> None:
+def _start_worker(domain: str, selector: str, key_path: str, gateway_pid: int) -> None:
     global _worker_writer
+    # The gateway's pid comes from the gateway: it may have died while this worker was
+    # still starting, and then getppid() here would already name the adoptive parent.
+    threading.Thread(target=_exit_with, args=(gateway_pid,), daemon=True).start()
     signer = Signer.load(domain=domain, selector=selector, key_path=Path(key_path))
     _worker_writer = NoticeWriter(domain=domain, signer=signer)
+
+
+def _exit_with(parent: int) -> None:
+    """End this worker when the gateway is gone. A gateway killed with SIGKILL (or by
+    the OOM killer) cannot shut its pool down, and a spawned worker waits on its job
+    queue forever: each crash left one worker (~45 MB) and its resource tracker behind
+    (seen in tests/test_fault_injection.py). Orphans are re-parented, so poll."""
+    while os.getppid() == parent:
+        time.sleep(_PARENT_POLL)
+    os._exit(0)
 
 
 def _run(job: ReplyJob) -> Prepared:
@@ -51,7 +67,8 @@ class ReplyPool:
         self._writer = writer
         self._workers = workers
         dkim = config.dkim
-        self._initargs = (config.gateway.domain, dkim.selector, str(dkim.private_key))
+        self._initargs = (config.gateway.domain, dkim.selector, str(dkim.private_key),
+                          os.getpid())
         self._pool: ProcessPoolExecutor | None = None
 
     async def prepare(self, job: ReplyJob) -> Prepared:

@@ -21,7 +21,7 @@ import aiosqlite
 import structlog
 
 from .anonymise import Identity, Policy, Report, anonymise
-from .config import Config, MailingList, Pseudonyms
+from .config import CurrentConfig, FollowsConfig, MailingList, Pseudonyms
 from .models import Bulletin, Inbound, InboundState, Member, ReplyState, ReplyThread
 from .notices import Notice, NoticeWriter
 from .relay_message import RelayHeaders, relay_message
@@ -55,15 +55,16 @@ def new_pseudonym() -> str:
     return "".join(secrets.choice(PSEUDONYM_ALPHABET) for _ in range(4))
 
 
-class ReplyRelay:
+class ReplyRelay(FollowsConfig):
     def __init__(
-        self, config: Config, store: Store, writer: NoticeWriter, pool: ReplyPool | None = None
+        self, current: CurrentConfig, store: Store, writer: NoticeWriter,
+        pool: ReplyPool | None = None,
     ) -> None:
-        self._config = config
+        self._current = current
         self._store = store
         self._writer = writer
-        self._pool = pool or ReplyPool(config, writer, workers=0)
-        self._domain = config.gateway.domain
+        self._pool = pool or ReplyPool(current.config, writer, workers=0)
+        self._domain = current.config.gateway.domain
 
     # -- member -> agency ----------------------------------------------------------------
 
@@ -214,11 +215,13 @@ class ReplyRelay:
             await self._finish(item, "thread, member or list is gone")
             return
         talk = Conversation(lst, bulletin, thread)
-        # The staff member's own address and name go the same way a member's do; the
-        # agency's public contact details (a station's number) may stay.
+        # The staff member's own address and full name go the same way a member's do;
+        # the agency's public contact details (a station's number) may stay, and so do
+        # single words of the name ("Noord" of "Wijkagent Noord" names a neighbourhood).
         identity = Identity(addresses=(item.author,),
                             names=_unique(str(item.facts.get("author_name", ""))))
-        policy = Policy(redact_contact_details=False, language=lst.language)
+        policy = Policy(redact_contact_details=False, language=lst.language,
+                        whole_names_only=True)
         entity, report = await asyncio.to_thread(anonymise, item.raw, identity, policy)
         state = (ReplyState.UNREADABLE if report.encrypted
                  else ReplyState.RELAYED if report.own_text else ReplyState.EMPTY)

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 
 from . import replies
-from .config import Config
+from .config import CurrentConfig, FollowsConfig
 from .models import JoinState, RouteKind, SubmissionState
 from .replies import SmtpReply
 from .store import Store
@@ -57,9 +57,9 @@ def split_local_address(address: str, domain: str) -> str | SmtpReply:
     return local.lower()
 
 
-class Router:
-    def __init__(self, config: Config, store: Store) -> None:
-        self._config = config
+class Router(FollowsConfig):
+    def __init__(self, current: CurrentConfig, store: Store) -> None:
+        self._current = current
         self._store = store
 
     async def route(self, address: str) -> Route | SmtpReply:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import structlog
 
-from .config import Config
+from .config import CurrentConfig, FollowsConfig
 from .holding import Holding
 from .store import Store
 
@@ -18,26 +18,31 @@ MAX_INTERVAL = 30.0
 PURGE_EVERY = 86400.0  # retention runs once a day (and at start)
 
 
-class Scheduler:
+class Scheduler(FollowsConfig):
     def __init__(
-        self, config: Config, store: Store, holding: Holding, wake_outbox: Callable[[], None]
+        self, current: CurrentConfig, store: Store, holding: Holding,
+        wake_outbox: Callable[[], None],
     ) -> None:
+        self._current = current
         self._store = store
         self._holding = holding
         # Reminders and expiry notices are queued mail: without a wake they would wait for
         # the outbox's idle poll.
         self._wake_outbox = wake_outbox
-        moderation = config.moderation
-        shortest = min(moderation.remind_after, moderation.expire_after).total_seconds()
-        # Check often enough that a short test setting still fires on time.
-        self._interval = max(0.1, min(MAX_INTERVAL, shortest / 4))
-        self._keep = config.gateway.keep_messages.total_seconds()
         self._next_purge = 0.0
+
+    @property
+    def interval(self) -> float:
+        """Check often enough that a short test setting still fires on time (read at each
+        tick: a reload may shorten the moderation times)."""
+        moderation = self._config.moderation
+        shortest = min(moderation.remind_after, moderation.expire_after).total_seconds()
+        return max(0.1, min(MAX_INTERVAL, shortest / 4))
 
     async def run(self) -> None:
         while True:
             await self.tick()
-            await asyncio.sleep(self._interval)
+            await asyncio.sleep(self.interval)
 
     async def tick(self) -> int:
         """Send due reminders and expire due items; returns how many were handled."""
@@ -53,7 +58,8 @@ class Scheduler:
             self._wake_outbox()
         if now >= self._next_purge:
             self._next_purge = now + PURGE_EVERY
-            purged = await self._store.purge_raw_before(now - self._keep)
+            purged = await self._store.purge_raw_before(
+                now - self._config.gateway.keep_messages.total_seconds())
             if purged:
                 log.info("retention.purged", messages=purged)
         return done

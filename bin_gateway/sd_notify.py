@@ -1,13 +1,15 @@
 """systemd's notify protocol (sd_notify(3)), without a dependency: a datagram to
 ``$NOTIFY_SOCKET``. READY=1 once the store is migrated and the port bound, WATCHDOG=1
 from the event loop itself (a hung loop stops pinging, and systemd restarts the
-service), STOPPING=1 when a drain begins. Outside systemd every call is a no-op.
+service), RELOADING=1 ... READY=1 around a SIGHUP reload, STOPPING=1 when a drain
+begins. Outside systemd every call is a no-op.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import time
 
 
 def notify(state: str) -> bool:
@@ -31,3 +33,9 @@ def watchdog_interval() -> float | None:
     if not usec.isdigit() or (pid and pid != str(os.getpid())):
         return None
     return max(0.05, int(usec) / 2_000_000)
+
+
+def reloading() -> str:
+    """The RELOADING=1 state, with the CLOCK_MONOTONIC time that systemd 253 and later
+    want beside it (older ones ignore the field). READY=1 ends the reload."""
+    return f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}"

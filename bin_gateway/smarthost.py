@@ -205,7 +205,8 @@ class SmarthostPool:
             raise _OpenFailed(_temporary(exc.code, text)) from exc
         except (SMTPException, OSError) as exc:  # refused, reset, TLS handshake, timeout
             text = f"{step} to {self._where} failed: {_describe(exc)}"
-            raise _OpenFailed(_temporary(0, text)) from exc
+            down = step == "connect"  # no SMTP answer at all: nobody is listening
+            raise _OpenFailed(SendResult(SendStatus.TEMPORARY, 0, text, unreachable=down)) from exc
 
     async def _greet(self, client: aiosmtplib.SMTP) -> None:
         try:

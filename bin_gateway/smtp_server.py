@@ -23,7 +23,7 @@ import structlog
 from aiosmtpd.smtp import SMTP
 
 from . import replies
-from .config import Config
+from .config import CurrentConfig, FollowsConfig
 from .metrics import Metrics
 from .mime_limits import structure_refusal
 from .models import RouteKind
@@ -115,14 +115,14 @@ class GatewaySMTP(SMTP):
         await super().push(status)
 
 
-class GatewayHandler:
+class GatewayHandler(FollowsConfig):
     """aiosmtpd handler: ``handle_RCPT`` routes, ``handle_DATA`` runs the stages."""
 
     def __init__(
-        self, config: Config, store: Store, router: Router, stages: SessionStages,
+        self, current: CurrentConfig, store: Store, router: Router, stages: SessionStages,
         on_accepted: Callable[[], None], metrics: Metrics | None = None,
     ) -> None:
-        self._config = config
+        self._current = current
         self._store = store
         self._router = router
         self._stages = stages
@@ -228,16 +228,19 @@ class GatewayHandler:
             rcpt_tos=facts.rcpt_tos, client_ip=facts.client_ip, helo=facts.helo,
             raw=facts.raw, author=author, auth=facts.auth,
             message_id=message_id_of(facts) if facts.author is not None else "",
-            facts={**facts.facts, "author_name": facts.author.display_name if facts.author else ""},
+            facts={**facts.facts,
+                   "author_name": facts.author.display_name if facts.author else "",
+                   "author_flags": facts.author.flags if facts.author else []},
         ))
 
 
 def make_smtp_factory(
-    config: Config, handler: GatewayHandler, tls_context: ssl.SSLContext | None
+    current: CurrentConfig, handler: GatewayHandler, tls_context: ssl.SSLContext | None
 ) -> Callable[[], GatewaySMTP]:
     connections = Connections(connection_limit())
 
     def factory() -> GatewaySMTP:
+        config = current.config  # per connection: a reloaded size limit applies to new ones
         smtp = GatewaySMTP(
             handler,
             hostname=config.gateway.hostname,

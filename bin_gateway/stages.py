@@ -13,7 +13,7 @@ from . import replies
 from .auth.authenticate import Requirement, authenticate
 from .auth.author import Author, Refusal, parse_author
 from .auth.dns import Resolver
-from .config import Config
+from .config import CurrentConfig, FollowsConfig
 from .config.values import address_key
 from .errors import DnsTemporaryError
 from .models import MemberState, RouteKind
@@ -39,13 +39,12 @@ _MESSAGE_ID_LINE = re.compile(rb"^message-id[ \t]*:(.*(?:\r?\n[ \t].*)*)", re.I 
 _FOLD = re.compile(rb"\r?\n[ \t]+")
 
 
-class SessionStages:
-    def __init__(self, config: Config, store: Store, resolver: Resolver) -> None:
-        self._config = config
+class SessionStages(FollowsConfig):
+    def __init__(self, current: CurrentConfig, store: Store, resolver: Resolver) -> None:
+        self._current = current
         self._store = store
         self._resolver = resolver
-        self._domain = config.gateway.domain
-        self._requirement = Requirement(config.inbound.require.value)
+        self._domain = current.config.gateway.domain  # needs a restart to change
 
     def for_route(self, kind: RouteKind) -> Sequence[Stage]:
         if kind is RouteKind.POST:
@@ -70,10 +69,13 @@ class SessionStages:
                 self.drop_loops, self.drop_auto_replies, self.read_author,
                 self.require_thread_party, self.authenticate_author, self.drop_replays,
             )
-        if kind in (RouteKind.JOIN, RouteKind.LEAVE):
+        if kind is RouteKind.JOIN:
             # The person is the From address; what they ask is confirmed to that address
-            # (double opt-in for joining), so a forged From changes nothing unseen.
+            # (double opt-in), so a forged From changes nothing unseen.
             return (self.drop_loops, self.drop_auto_replies, self.read_author)
+        if kind is RouteKind.LEAVE:
+            return (self.drop_loops, self.drop_auto_replies, self.read_author,
+                    self.check_leaver)
         if kind is RouteKind.CONFIRM:
             return (self.drop_loops, self.drop_auto_replies, self.read_author,
                     self.require_joiner)
@@ -209,7 +211,7 @@ class SessionStages:
                 mail_from=session.mail_from,
                 client_ip=session.client_ip,
                 helo=session.helo,
-                requirement=self._requirement,
+                requirement=Requirement(self._config.inbound.require.value),
                 resolver=self._resolver,
                 trusted_authserv_ids=self._config.inbound.trusted_authserv_ids,
             )
@@ -218,6 +220,28 @@ class SessionStages:
         session.auth = f"{result.method}: {result.detail}" if result.passed else result.detail
         if not result.passed:
             return reject(replies.NOT_AUTHENTICATED, result.detail)
+        return PROCEED
+
+    async def check_leaver(self, session: Session) -> Verdict:
+        """Whether the From of a leave can be believed (aligned DKIM or SPF): then the
+        member leaves at once; if not, they are asked first. Never a refusal: a member
+        whose provider signs nothing must still be able to leave."""
+        author = _author(session)
+        requirement = (Requirement.NONE if self._config.inbound.require.value == "none"
+                       else Requirement.ALIGNED)
+        try:
+            result = await authenticate(
+                session.raw, author_domain=author.domain, mail_from=session.mail_from,
+                client_ip=session.client_ip, helo=session.helo, requirement=requirement,
+                resolver=self._resolver,
+                trusted_authserv_ids=self._config.inbound.trusted_authserv_ids,
+            )
+        except DnsTemporaryError as exc:
+            session.auth = f"unverified: {exc}"
+            session.facts["verified"] = False
+            return PROCEED
+        session.auth = f"{result.method}: {result.detail}" if result.passed else result.detail
+        session.facts["verified"] = result.passed
         return PROCEED
 
     async def drop_replays(self, session: Session) -> Verdict:

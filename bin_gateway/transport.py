@@ -50,6 +50,9 @@ class SendResult:
     status: SendStatus
     code: int  # SMTP code, or 0 when no SMTP answer (connection error, timeout)
     text: str  # the server's text or the error, for the log and the queue listing
+    # No connection could be made at all (refused, no route): the smarthost is down, not
+    # this copy's problem; the outbox pauses rather than try every copy in turn.
+    unreachable: bool = False
 
 
 class Transport(Protocol):

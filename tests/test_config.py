@@ -583,6 +583,15 @@ def test_durations_must_be_positive(confdir: Path) -> None:
     ]
 
 
+def test_delivery_timeout_is_read_in_seconds(confdir: Path) -> None:
+    """delivery.timeout bounds one copy at the smarthost: 60 s unless set, never zero."""
+    assert _load(confdir, MINIMAL).delivery.timeout == 60.0
+    assert _load(confdir, MINIMAL + '[delivery]\ntimeout = "1500ms"\n').delivery.timeout == 1.5
+    assert _problems(confdir, MINIMAL + '[delivery]\ntimeout = "0s"\n') == [
+        'delivery.timeout: "0s" must be longer than zero',
+    ]
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [

@@ -19,11 +19,9 @@ the kill lands at a known point (between 10 % and 60 % of the copies).
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import sqlite3
-import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -38,6 +36,7 @@ from bin_gateway.keys import dkim_txt_record
 from bin_gateway.models import InboundState, RouteKind
 from bin_gateway.services import DATABASE_NAME
 from bin_gateway.store import NewInbound, Store, open_store
+from tests.support.daemon import DaemonProcess
 from tests.support.dkim_keys import plain_message, rsa_key, sign
 from tests.support.dns_server import DnsServer
 from tests.support.sink import Sink
@@ -51,35 +50,8 @@ from tests.support.world import (
     write_config,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
 LIST_ID = "buurt-noord"
 CONNECTIONS = 4  # what tests.support.world's config sets in [delivery]
-STOP_SECONDS = 30.0  # §8: SIGTERM drains and exits within 30 s
-
-# The daemon as systemd runs it, without the CLI: load the config, serve until a signal.
-# For a hang, SIGUSR1 prints every asyncio task's stack and SIGUSR2 every thread's.
-DAEMON = """
-import asyncio, faulthandler, signal, sys
-from pathlib import Path
-from bin_gateway.app import serve
-from bin_gateway.config import load_config
-from bin_gateway.log import configure_logging
-
-def dump_tasks():
-    for task in asyncio.all_tasks():
-        print(f"--- task {task.get_name()}", file=sys.stderr)
-        task.print_stack(file=sys.stderr)
-    sys.stderr.flush()
-
-async def main():
-    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, dump_tasks)
-    await serve(load_config(Path(sys.argv[1])))
-
-configure_logging(json=True)
-faulthandler.register(signal.SIGUSR2, all_threads=True)
-asyncio.run(main())
-"""
-
 
 @dataclass(slots=True)
 class Site:
@@ -109,30 +81,12 @@ class Site:
         return rows
 
 
-class Daemon:
-    """``serve`` in a child process, its log in a file for the failure message."""
+class Daemon(DaemonProcess):
+    """``serve`` in a child process (tests.support.daemon), waiting on this site's sink."""
 
     def __init__(self, site: Site, name: str) -> None:
+        super().__init__(site.config_path, site.tmp / f"{name}.log")
         self._site = site
-        self.log_path = site.tmp / f"{name}.log"
-        self.process: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> Daemon:
-        env = os.environ | {"PYTHONPATH": str(ROOT)}
-        with self.log_path.open("wb") as log:
-            self.process = await asyncio.create_subprocess_exec(
-                sys.executable, "-c", DAEMON, str(self._site.config_path),
-                stdout=log, stderr=asyncio.subprocess.STDOUT, cwd=ROOT, env=env,
-            )
-        return self
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    def log_tail(self) -> str:
-        return self.log_path.read_text("utf-8", "replace")[-8000:]
 
     async def wait_for_copies(self, count: int, timeout: float) -> None:  # noqa: ASYNC109
         """Poll (finely: the kill point matters) until the sink has ``count`` messages."""
@@ -166,41 +120,8 @@ class Daemon:
                                      f"\n{self.log_tail()}")
             await asyncio.sleep(0.05)
 
-    async def kill(self) -> None:
-        os.kill(self.pid, signal.SIGKILL)
-        assert self.process is not None
-        assert await self.process.wait() == -signal.SIGKILL
-
-    async def terminate(self) -> float:
-        """SIGTERM; returns the seconds until exit, after checking the exit code is 0."""
-        assert self.process is not None
-        started = time.monotonic()
-        os.kill(self.pid, signal.SIGTERM)
-        try:
-            code = await asyncio.wait_for(self.process.wait(), STOP_SECONDS)
-        except TimeoutError:
-            os.kill(self.pid, signal.SIGUSR1)  # where is it stuck?
-            os.kill(self.pid, signal.SIGUSR2)
-            await asyncio.sleep(1.0)
-            self.process.kill()
-            await self.process.wait()
-            raise AssertionError(
-                f"no exit {STOP_SECONDS} s after SIGTERM\n{self.log_tail()}") from None
-        took = time.monotonic() - started
-        assert code == 0, f"exit code {code} after SIGTERM\n{self.log_tail()}"
-        return took
-
-    async def reap(self) -> None:
-        """Test clean-up: never leave a daemon running."""
-        if self.process is not None and self.process.returncode is None:
-            self.process.kill()
-            await self.process.wait()
-
     def _check_alive(self) -> None:
-        assert self.process is not None
-        if self.process.returncode is not None:
-            raise AssertionError(
-                f"daemon exited with {self.process.returncode}\n{self.log_tail()}")
+        self.check_alive()
 
 
 @pytest.fixture
@@ -371,10 +292,4 @@ async def test_second_sigterm_exits_at_once_without_waiting_for_the_drain(
 
 
 async def _port_of(daemon: Daemon) -> int:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        for line in daemon.log_path.read_text("utf-8", "replace").splitlines():
-            if '"gateway.started"' in line:
-                return int(json.loads(line)["ports"][0])
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"the daemon never started\n{daemon.log_tail()}")
+    return await daemon.port(timeout=20)

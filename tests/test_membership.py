@@ -1,4 +1,5 @@
-"""F5 by mail: join with double opt-in, leave at once; every change confirmed, once.
+"""F5 by mail: join with double opt-in, leave at once when the From is verified (asked
+first when not); every change confirmed, once.
 
 Residents use nothing but their mail client: a mail to ``buurt-noord+aanmelden@``, a
 reply to the question that comes back, a mail to ``buurt-noord+afmelden@`` (which is
@@ -11,7 +12,10 @@ import re
 import time
 from email.utils import parseaddr
 
+import aiohttp
+
 from bin_gateway.models import MemberState
+from tests.support.dkim_keys import DkimKey, ed25519_key, publish, sign
 from tests.support.world import COORDINATOR, DOMAIN, MakeWorld, World
 
 NEW = "nieuw.lid@bewoners.example"
@@ -27,6 +31,16 @@ def resident_mail(to: str, *, sender: str = NEW, body: str = "Graag aanmelden.",
         f"Message-ID: <{time.monotonic_ns()}@bewoners.example>\r\n{extra_headers}"
         f"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n"
     ).encode()
+
+
+_RESIDENTS_KEY: dict[int, DkimKey] = {}
+
+
+def signed(world: World, message: bytes) -> bytes:
+    """``message`` DKIM-signed by bewoners.example (its provider signs), key published."""
+    key = _RESIDENTS_KEY.setdefault(id(world), ed25519_key())
+    publish(world.dns.zone, "bewoners.example", "s1", key)
+    return sign(message, key, domain="bewoners.example", selector="s1")
 
 
 async def members(world: World) -> dict[str, MemberState]:
@@ -90,7 +104,7 @@ async def test_join_questions_are_limited_per_address_per_day(world: World) -> N
 
 
 async def test_leave_by_mail_and_by_the_list_unsubscribe_mailto(world: World) -> None:
-    """+afmelden removes at once and confirms once; a non-member hears nothing."""
+    """A verified +afmelden removes at once and confirms once; a non-member hears nothing."""
     await world.store.add_members("buurt-noord", [(NEW, "Nieuw Lid"), ("ander@bewoners.example",
                                                                        "Ander Lid")])
     assert (await world.send(world.agency_mail(), f"buurt-noord@{DOMAIN}")).accepted
@@ -101,8 +115,10 @@ async def test_leave_by_mail_and_by_the_list_unsubscribe_mailto(world: World) ->
     mailto = re.search(r"<mailto:([^>]+)>", str(copy["List-Unsubscribe"]))
     assert mailto is not None and mailto.group(1) == LEAVE
 
-    assert (await world.send(resident_mail(LEAVE, body=""), LEAVE, mail_from=NEW)).accepted
-    other = resident_mail(mailto.group(1), sender="ander@bewoners.example", body="")
+    leave = signed(world, resident_mail(LEAVE, body=""))
+    assert (await world.send(leave, LEAVE, mail_from=NEW)).accepted
+    other = signed(world, resident_mail(mailto.group(1), sender="ander@bewoners.example",
+                                        body=""))
     assert (await world.send(other, LEAVE, mail_from="ander@bewoners.example")).accepted
     await world.settle()
     assert await members(world) == {}
@@ -164,7 +180,51 @@ async def test_english_words_join_and_leave_too(world: World) -> None:
     assert "Bevestig je aanmelding" in str(question["Subject"])
     await world.store.add_members("buurt-noord", [("ander@bewoners.example", "")])
     unsubscribe = f"buurt-noord+unsubscribe@{DOMAIN}"
-    mail = resident_mail(unsubscribe, sender="ander@bewoners.example")
+    mail = signed(world, resident_mail(unsubscribe, sender="ander@bewoners.example"))
     assert (await world.send(mail, unsubscribe, mail_from="ander@bewoners.example")).accepted
     await world.settle()
     assert "ander@bewoners.example" not in await members(world)
+
+
+async def test_an_unverified_leave_asks_the_member_first(world: World) -> None:
+    """Anyone can forge a From: unsigned, the member is asked, and stays until they answer.
+    Their reply (from their own address) removes them, once; a stranger's reply is 550."""
+    await world.store.add_members("buurt-noord", [(NEW, "Nieuw Lid")])
+    forged = resident_mail(LEAVE, body="")
+    assert (await world.send(forged, LEAVE, mail_from="grap@elders.example")).accepted
+    question = (await world.wait_for_mail_to(NEW))[0]
+    assert "Wil je je afmelden voor BIN Noord?" in str(question["Subject"])
+    assert (await members(world)) == {NEW: MemberState.ACTIVE}
+    confirm_to = parseaddr(str(question["Reply-To"]))[1]
+
+    stranger = resident_mail(confirm_to, sender="grap@elders.example", body="ja")
+    sent = await world.send(stranger, confirm_to, mail_from="grap@elders.example")
+    assert sent.data is not None and sent.data.code == 550
+    assert (await members(world)) == {NEW: MemberState.ACTIVE}
+
+    yes = resident_mail(confirm_to, body="", subject="Re: Wil je je afmelden?")
+    assert (await world.send(yes, confirm_to, mail_from=NEW)).accepted
+    assert (await world.send(yes, confirm_to, mail_from=NEW)).accepted  # twice: told once
+    await world.settle()
+    await world.settle()
+    assert await members(world) == {}
+    assert sum("afgemeld" in s for s in subjects(world, NEW)) == 1
+
+
+async def test_an_unverified_leave_question_carries_the_one_click_link(
+    make_world: MakeWorld,
+) -> None:
+    """With [http], the question also links to the one-click page (RFC 8058 POST)."""
+    world = await make_world(http='[http]\nlisten = "127.0.0.1:0"\n'
+                                  'public_url = "https://bin.example.nl"')
+    await world.store.add_members("buurt-noord", [(NEW, "Nieuw Lid")])
+    assert (await world.send(resident_mail(LEAVE, body=""), LEAVE, mail_from=NEW)).accepted
+    text = (await world.wait_for_mail_to(NEW))[0].get_body(("plain",)).get_content()
+    link = re.search(r"https://bin\.example\.nl(/u/\S+)", text)
+    assert link is not None, text
+    assert world.gateway.http is not None
+    local = f"http://127.0.0.1:{world.gateway.http.port}{link.group(1)}"
+    async with aiohttp.ClientSession() as http, http.post(
+            local, data={"List-Unsubscribe": "One-Click"}) as answer:
+        assert answer.status == 200
+    assert await members(world) == {}

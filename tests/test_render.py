@@ -379,6 +379,8 @@ def test_any_name_and_subject_round_trip(name: str, subject: str) -> None:
         (["Content-Type: text/plain; charset=x-unknown-charset"], b"caf\xc3\xa9", "café"),
         (["Content-Type: text/plain"], b"8-bit zonder label: caf\xc3\xa9", "café"),
         (["Content-Type: text/plain; charset=us-ascii"], b"fout label caf\xe9", "fout label caf"),
+        # UTF-8 labelled latin-1 (Outlook's habit): the same rule as for members' replies
+        (["Content-Type: text/plain; charset=iso-8859-1"], "Straße één".encode(), "Straße één"),
     ],
 )
 def test_odd_charsets_are_decoded(headers: list[str], payload: bytes, expected: str) -> None:

@@ -428,3 +428,37 @@ async def test_reply_still_relayed_when_the_worker_process_dies(world: World) ->
     assert "Derde reactie." in text_of((await relays_to(world, AGENCY, 3))[2])
     rows = await world.store.read("SELECT count(*) FROM inbound WHERE state = 'failed'")
     assert rows[0][0] == 0
+
+
+async def test_staff_answer_keeps_words_of_their_name_but_not_the_name(world: World) -> None:
+    """"Wijkagent Noord" goes as a whole (and the address); "Noord" alone is a place."""
+    addresses = await publish(world)
+    first = member_reply(addresses[JAN], "Ik zag een witte bestelbus.")
+    assert (await world.send(first, addresses[JAN], mail_from=JAN)).accepted
+    thread_address = parseaddr(str((await relays_to(world, AGENCY))[0]["From"]))[1]
+    answer = agency_answer(world, thread_address,
+                           "In Noord is vorige week ook twee keer ingebroken.")
+    assert (await world.send(answer, thread_address, mail_from=AGENCY)).accepted
+    back = [m for m in await world.wait_for_mail_to(JAN, 2) if "Re:" in str(m["Subject"])]
+    text = text_of(back[0])
+    assert "In Noord is vorige week ook twee keer ingebroken." in text
+    assert leaks(decoded_dump(raw_with(world, JAN, "twee keer")),
+                 ["Wijkagent Noord", AGENCY, "wijkagent.noord"]) == []
+
+
+async def test_more_replies_than_a_batch_are_each_relayed_once(make_world: MakeWorld) -> None:
+    """45 replies at once (more than the processor runs side by side): every one relayed
+    to every target exactly once, none left behind, none twice."""
+    world = await make_world(noord_extra="replies_per_hour = 100")
+    addresses = await publish(world)
+    for n in range(45):
+        reply = member_reply(addresses[JAN], f"Waarneming nummer {n} bij de school.")
+        assert (await world.send(reply, addresses[JAN], mail_from=JAN)).accepted
+    relays = await relays_to(world, AGENCY, 45)
+    await world.settle()
+    seen = sorted(int(re.search(r"nummer (\d+) bij", text_of(r)).group(1))  # type: ignore[union-attr]
+                  for r in world.messages_to(AGENCY)
+                  if str(r["Subject"]).startswith("Reactie van Bewoner"))
+    assert len(relays) >= 45 and seen == list(range(45))
+    rows = await world.store.read("SELECT count(*) FROM inbound WHERE state = 'received'")
+    assert rows[0][0] == 0

@@ -1,38 +1,29 @@
 """systemd's notify protocol with the real daemon: READY=1 once it listens, WATCHDOG=1
 from the event loop, STOPPING=1 on SIGTERM, received on a NOTIFY_SOCKET the test binds;
-and the unit file passes ``systemd-analyze verify`` where systemd's tools exist."""
+and the unit file passes ``systemd-analyze verify`` and rates 2.0 or lower in
+``systemd-analyze security`` (systemd's tools: .ci/run installs them)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.support.dns_server import DnsServer
+from tests.support.notify import receive_notifications
 from tests.support.sink import Sink
 from tests.support.world import gateway_key, write_config
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _receive(sock: socket.socket, until: str, timeout: float) -> list[str]:
-    got: list[str] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not any(until in g for g in got):
-        sock.settimeout(max(0.01, deadline - time.monotonic()))
-        try:
-            got.append(sock.recv(4096).decode())
-        except TimeoutError:
-            break
-    return got
+UNIT = ROOT / "systemd" / "bin-gateway.service"
 
 
 async def test_ready_watchdog_and_stopping_reach_the_notify_socket(tmp_path: Path) -> None:
@@ -50,12 +41,12 @@ async def test_ready_watchdog_and_stopping_reach_the_notify_socket(tmp_path: Pat
         sys.executable, "-m", "bin_gateway", "serve", "--config", str(config),
         env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
     try:
-        ready = await asyncio.to_thread(_receive, sock, "READY=1", 30)
+        ready = await asyncio.to_thread(receive_notifications, sock, "READY=1", 30)
         assert any(m.startswith("READY=1") and "STATUS=listening on" in m for m in ready), ready
-        pings = await asyncio.to_thread(_receive, sock, "never", 0.6)
+        pings = await asyncio.to_thread(receive_notifications, sock, "never", 0.6)
         assert sum(m == "WATCHDOG=1" for m in pings) >= 2, pings
         process.send_signal(signal.SIGTERM)
-        stopping = await asyncio.to_thread(_receive, sock, "STOPPING=1", 10)
+        stopping = await asyncio.to_thread(receive_notifications, sock, "STOPPING=1", 10)
         assert "STOPPING=1" in stopping
         assert await asyncio.wait_for(process.wait(), 30) == 0
     finally:
@@ -67,15 +58,44 @@ async def test_ready_watchdog_and_stopping_reach_the_notify_socket(tmp_path: Pat
         dns.stop()
 
 
-def test_unit_file_passes_systemd_analyze_verify() -> None:
-    """systemd/bin-gateway.service is a valid unit (where systemd-analyze can run)."""
-    analyze = shutil.which("systemd-analyze")
-    if analyze is None:
-        pytest.skip("systemd-analyze is not installed on this machine")
-    unit = ROOT / "systemd" / "bin-gateway.service"
-    result = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True,
-                            timeout=60, check=False)
-    problems = [line for line in (result.stdout + result.stderr).splitlines()
-                if "bin-gateway.service" in line and "not found" not in line.lower()
-                and "executable" not in line.lower()]
-    assert result.returncode == 0 or not problems, result.stdout + result.stderr
+def _analyze() -> str:
+    """systemd-analyze, installed by .ci/run in CI; elsewhere its absence skips."""
+    found = shutil.which("systemd-analyze")
+    if found is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("systemd-analyze must be installed in CI (.ci/run installs systemd)")
+        pytest.skip("systemd-analyze is not installed on this machine (apt install systemd)")
+    return found
+
+
+def _unit_copy(tmp_path: Path) -> Path:
+    """The unit with its ExecStart pointing at an executable that exists here, so verify
+    has nothing to say about a binary that is only installed on a real server."""
+    stub = tmp_path / "bin-gateway"
+    stub.write_text("#!/bin/sh\nexit 0\n", "utf-8")
+    stub.chmod(0o755)
+    text = UNIT.read_text("utf-8")
+    assert "ExecStart=/usr/local/bin/bin-gateway " in text
+    copy = tmp_path / UNIT.name
+    copy.write_text(text.replace("ExecStart=/usr/local/bin/bin-gateway ", f"ExecStart={stub} "),
+                    "utf-8")
+    return copy
+
+
+def test_unit_file_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+    """systemd/bin-gateway.service is a valid unit: systemd-analyze verify says nothing."""
+    result = subprocess.run([_analyze(), "verify", str(_unit_copy(tmp_path))],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert (result.returncode, result.stdout + result.stderr) == (0, "")
+
+
+def test_unit_file_security_exposure_is_at_most_2(tmp_path: Path) -> None:
+    """systemd-analyze security rates the unit's exposure 2.0 or lower (it is 1.6)."""
+    result = subprocess.run(
+        [_analyze(), "security", "--offline=true", "--no-pager", str(_unit_copy(tmp_path))],
+        capture_output=True, text=True, timeout=60, check=False)
+    match = re.search(r"Overall exposure level for bin-gateway\.service: (\d+\.\d+)",
+                      result.stdout)
+    assert match, result.stdout + result.stderr
+    print(f"systemd-analyze security: exposure {match.group(1)}")
+    assert float(match.group(1)) <= 2.0, result.stdout

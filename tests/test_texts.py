@@ -13,7 +13,7 @@ from bin_gateway.texts import LANGUAGES, render
 MODERATION_FIELDS = frozenset(
     {
         *("agency_name", "sender_address", "subject", "list_name", "member_count"),
-        *("expires", "attachments", "original_text"),
+        *("expires", "attachments", "original_text", "warnings"),
     }
 )
 # the contract with the callers: exactly these placeholders per text

@@ -17,6 +17,7 @@ from __future__ import annotations
 import email.errors
 import email.policy
 import re
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from email.headerregistry import Address, AddressHeader, BaseHeader
@@ -24,7 +25,7 @@ from email.message import EmailMessage, Message
 
 from bin_gateway.auth.alignment import normalise_domain
 
-__all__ = ["Author", "Refusal", "parse_author"]
+__all__ = ["ADDRESS_IN_NAME", "MIXED_SCRIPTS", "Author", "Refusal", "mixed_scripts", "parse_author"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +39,28 @@ class Author:
     # ("wijkagent@politie.example" <x@evil.example>): allowed, but a moderation notice
     # must show the real address and warn.
     display_name_has_address: bool = False
+
+    @property
+    def flags(self) -> list[str]:
+        """What a coordinator should be warned about in this sender's name (see
+        ``holding.sender_warnings``): stored with the message at intake."""
+        found = []
+        if self.display_name_has_address:
+            found.append(ADDRESS_IN_NAME)
+        if mixed_scripts(self.display_name):
+            found.append(MIXED_SCRIPTS)
+        return found
+
+
+ADDRESS_IN_NAME = "address_in_name"
+MIXED_SCRIPTS = "mixed_scripts"
+
+
+def mixed_scripts(text: str) -> bool:
+    """Letters from more than one script ("Pоlitie" with a Cyrillic о): a name made to
+    look like another. Digits, spaces and punctuation belong to no script here."""
+    scripts = {unicodedata.name(c, "?").split(" ", 1)[0] for c in text if c.isalpha()}
+    return len(scripts) > 1
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,9 +3,13 @@
 - ``settings``: the frozen dataclasses and enums the rest of the gateway reads;
 - ``values``: one value at a time (sizes, durations, host:port, addresses, ids);
 - ``table``: one TOML table being read, problems recorded instead of raised;
-- ``reader``: the sections, in file order, and ``load_config`` / ``parse_config``.
+- ``reader``: the sections, in file order, and ``load_config`` / ``parse_config``;
+- ``current``: the config in force in a running gateway, shared by its parts;
+- ``changes``: what a reload changed, and what of it waits for a restart.
 """
 
+from bin_gateway.config.changes import Reload, plan_reload
+from bin_gateway.config.current import CurrentConfig, FollowsConfig
 from bin_gateway.config.reader import load_config, parse_config
 from bin_gateway.config.settings import (
     RESERVED_LOCAL_PARTS,
@@ -40,9 +44,11 @@ __all__ = [
     "Agency",
     "AuthRequirement",
     "Config",
+    "CurrentConfig",
     "DeliveryMode",
     "DeliverySettings",
     "DkimSettings",
+    "FollowsConfig",
     "GatewaySettings",
     "HostPort",
     "HttpSettings",
@@ -50,6 +56,7 @@ __all__ = [
     "MailingList",
     "ModerationSettings",
     "Pseudonyms",
+    "Reload",
     "StartTls",
     "Subscription",
     "TlsSettings",
@@ -60,4 +67,5 @@ __all__ = [
     "parse_duration",
     "parse_host_port",
     "parse_size",
+    "plan_reload",
 ]

@@ -152,6 +152,9 @@ def _read_delivery(t: Table, gateway: GatewaySettings) -> DeliverySettings:
             str(gateway.data_dir / "outbox"),
             Path(),
         ),
+        timeout=t.parsed(
+            "timeout", positive(parse_duration), "60s", timedelta(seconds=60)
+        ).total_seconds(),
     )
     if settings.username and not t.raw.get("password_file"):
         t.problem("password_file", "required when a username is set")

@@ -100,6 +100,7 @@ class DeliverySettings:
     give_up_after: timedelta
     retry_after: timedelta  # the first retry; each next one waits twice as long (max 2h)
     maildir: Path
+    timeout: float = 60.0  # seconds for one copy: connecting and the whole transaction
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import aiosqlite
@@ -57,10 +58,14 @@ class InboundQueries(StoreBase):
             assert cursor.lastrowid is not None
             return cursor.lastrowid
 
-    async def pending_inbound(self, limit: int = 20) -> list[Inbound]:
+    async def pending_inbound(
+        self, limit: int = 20, skip: Collection[int] = ()
+    ) -> list[Inbound]:
+        """The oldest received rows, leaving out ``skip`` (those being handled now)."""
         rows = await self.read(
-            "SELECT * FROM inbound WHERE state = ? ORDER BY id LIMIT ?",
-            (InboundState.RECEIVED.value, limit),
+            "SELECT * FROM inbound WHERE state = ?"
+            " AND id NOT IN (SELECT value FROM json_each(?)) ORDER BY id LIMIT ?",
+            (InboundState.RECEIVED.value, json.dumps(list(skip)), limit),
         )
         return [_inbound(row) for row in rows]
 

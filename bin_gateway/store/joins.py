@@ -12,7 +12,7 @@ def _join(row: aiosqlite.Row) -> Join:
     return Join(
         id=row["id"], list_id=row["list_id"], email=row["email"], name=row["name"],
         state=JoinState(row["state"]), created_at=row["created_at"],
-        expires_at=row["expires_at"],
+        expires_at=row["expires_at"], kind=row["kind"],
     )
 
 
@@ -40,12 +40,12 @@ class JoinQueries(StoreBase):
     @staticmethod
     async def create_join(
         db: aiosqlite.Connection, *, list_id: str, email: str, name: str, token_hash: str,
-        expires_at: float,
+        expires_at: float, kind: str = "join",
     ) -> int:
         cursor = await db.execute(
-            "INSERT INTO joins (list_id, email, name, token_hash, created_at, expires_at)"
-            " VALUES (?,?,?,?,?,?)",
-            (list_id, email, name, token_hash, now(), expires_at),
+            "INSERT INTO joins (list_id, email, name, token_hash, created_at, expires_at, kind)"
+            " VALUES (?,?,?,?,?,?,?)",
+            (list_id, email, name, token_hash, now(), expires_at, kind),
         )
         assert cursor.lastrowid is not None
         return cursor.lastrowid

@@ -192,7 +192,7 @@ class PrivacyQueries(StoreBase):
 
     async def compact(self) -> None:
         """Checkpoint the WAL and VACUUM: erased bytes must not linger in free pages."""
-        async with self._lock:
+        async with self.exclusive():
             await _run(self._writer, "PRAGMA wal_checkpoint(TRUNCATE)")
             await _run(self._writer, "VACUUM")
             await _run(self._writer, "PRAGMA wal_checkpoint(TRUNCATE)")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import aiosqlite
 
@@ -72,7 +72,9 @@ class QueueQueries(StoreBase):
                 "UPDATE deliveries SET state = ?, attempts = attempts + 1 WHERE id = ?",
                 [(DeliveryState.SENDING.value, row["id"]) for row in rows],
             )
-        return [_delivery(row) for row in rows]
+        # As claimed: this attempt counted (the back-off and the give-up text use it).
+        return [replace(_delivery(row), state=DeliveryState.SENDING, attempts=row["attempts"] + 1)
+                for row in rows]
 
     async def record_outcomes(self, outcomes: list[DeliveryOutcome]) -> None:
         at = now()
@@ -132,6 +134,13 @@ class QueueQueries(StoreBase):
             (bulletin_id,),
         )
         return {row[0]: int(row[1]) for row in rows}
+
+    async def retryable(self) -> list[int]:
+        """The ids of the deliveries ``retry`` would re-queue, oldest first."""
+        rows = await self.read(
+            "SELECT id FROM deliveries WHERE state IN ('queued','failed') ORDER BY id"
+        )
+        return [int(row[0]) for row in rows]
 
     async def retry(self, delivery_ids: list[int] | None) -> int:
         """Make queued (deferred) and failed deliveries due now; all of them when ids is None."""

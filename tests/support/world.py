@@ -27,7 +27,7 @@ from bin_gateway.app import Gateway
 from bin_gateway.config import Config, load_config
 from bin_gateway.keys import dkim_txt_record, generate_key, write_private_key
 from tests.support.dkim_keys import DkimKey, ed25519_key, plain_message, publish, rsa_key, sign
-from tests.support.dns_server import DnsServer
+from tests.support.dns_server import DnsServer, Zone
 from tests.support.sink import Received, Sink
 
 DOMAIN = "bin.example.nl"
@@ -71,6 +71,7 @@ starttls = "off"
 connections = 4
 retry_after = "{retry_after}"
 give_up_after = "{give_up_after}"
+timeout = "{delivery_timeout}"
 
 {http}
 
@@ -243,7 +244,7 @@ def write_config(tmp: Path, *, dns_port: int, sink_port: int, key_pem: bytes,
         "remind_after": "24h", "sink_port": str(sink_port), "retry_after": "200ms",
         "give_up_after": "4d", "agency_domain": AGENCY_DOMAIN, "coordinator": COORDINATOR,
         "coordinator_2": COORDINATOR_2, "gateway_selector": GATEWAY_SELECTOR,
-        "keep_messages": "90d",
+        "keep_messages": "90d", "delivery_timeout": "60s",
         "http": "",  # e.g. '[http]\nlisten = "127.0.0.1:0"\npublic_url = "https://..."'
         "noord_extra": "",  # more keys of list buurt-noord, e.g. "review_replies = true"
     } | overrides
@@ -268,19 +269,26 @@ def gateway_key(kind: str = "ed25519") -> bytes:
 MakeWorld = Callable[..., Awaitable["World"]]
 
 
-async def start_world(tmp: Path, *, key_kind: str = "ed25519", **overrides: str) -> World:
-    dns = DnsServer().start()
-    sink = await Sink.start()
+def publish_test_domains(zone: Zone) -> tuple[DkimKey, DkimKey]:
+    """The agency's and the coordinators' DKIM keys, SPF and DMARC, as the world's DNS
+    publishes them; returns (agency key, coordinator key)."""
     agency_key, coordinator_key = rsa_key(1024), ed25519_key()
-    zone = dns.zone
     publish(zone, AGENCY_DOMAIN, SELECTOR, agency_key)
     publish(zone, COORDINATOR_DOMAIN, SELECTOR, coordinator_key)
     for domain in (AGENCY_DOMAIN, COORDINATOR_DOMAIN, DOMAIN):
         zone.add_txt(domain, "v=spf1 -all")
         zone.add_txt(f"_dmarc.{domain}", "v=DMARC1; p=reject")
+    return agency_key, coordinator_key
+
+
+async def start_world(tmp: Path, *, key_kind: str = "ed25519", **overrides: str) -> World:
+    dns = DnsServer().start()
+    sink = await Sink.start()
+    agency_key, coordinator_key = publish_test_domains(dns.zone)
     pem = gateway_key(key_kind)
-    zone.add_txt(f"{GATEWAY_SELECTOR}._domainkey.{DOMAIN}", dkim_txt_record(pem))
-    path = write_config(tmp, dns_port=dns.port, sink_port=sink.port, key_pem=pem, **overrides)
+    dns.zone.add_txt(f"{GATEWAY_SELECTOR}._domainkey.{DOMAIN}", dkim_txt_record(pem))
+    sink_port = int(overrides.pop("sink_port", sink.port))  # or another smarthost's
+    path = write_config(tmp, dns_port=dns.port, sink_port=sink_port, key_pem=pem, **overrides)
     config = load_config(path)
     gateway = await Gateway.start(config)
     return World(tmp, dns, sink, gateway, config, agency_key, coordinator_key, overrides)
