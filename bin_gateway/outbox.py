@@ -26,7 +26,8 @@ from .link_tokens import LinkSigner
 from .models import Bulletin, Delivery, DeliveryState
 from .render import BulletinSource, BulletinTemplate
 from .signing import Signer
-from .store import DeliveryOutcome, Store
+from .store import STORE_ERRORS, DeliveryOutcome, Store
+from .store_retry import StoreBackoff
 from .tokens import BOUNCE_PREFIX, REPLY_PREFIX, token_address
 from .transport import SendResult, SendStatus, Transport
 
@@ -112,13 +113,19 @@ class Outbox(FollowsConfig):
             await asyncio.shield(self._write_outcomes())
 
     async def _feeder(self, queue: asyncio.Queue[Copy]) -> None:
+        backoff = StoreBackoff("outbox")
         while True:
             self._wake.clear()
-            claimed = await self._store.claim_due(BATCH)
+            try:
+                claimed = await self._store.claim_due(BATCH)
+                copies = await self._prepare(claimed) if claimed else []
+            except STORE_ERRORS as exc:
+                await backoff.failed(exc)
+                continue
+            backoff.succeeded()
             if not claimed:
                 await self._idle()
                 continue
-            copies = await self._prepare(claimed)
             for copy in copies:
                 await queue.put(copy)
 
@@ -141,12 +148,18 @@ class Outbox(FollowsConfig):
             _honour_cancellation()
 
     async def _flusher(self) -> None:
+        backoff = StoreBackoff("outbox")
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._flush.wait(), FLUSH_EVERY)
             self._flush.clear()
             started = time.monotonic()
-            await self._write_outcomes()
+            try:
+                await self._write_outcomes()  # kept in memory if the write fails
+            except STORE_ERRORS as exc:
+                await backoff.failed(exc)
+                continue
+            backoff.succeeded()
             _honour_cancellation()
             await asyncio.sleep(max(0.0, FLUSH_GAP - (time.monotonic() - started)))
 

@@ -23,7 +23,8 @@ from .models import Inbound, InboundState, RouteKind
 from .notices import Notice, NoticeWriter
 from .reply_pool import ReplyPool
 from .reply_relay import ReplyRelay
-from .store import Store
+from .store import STORE_ERRORS, Store
+from .store_retry import StoreBackoff
 
 log = structlog.get_logger("bin_gateway.processor")
 
@@ -54,9 +55,15 @@ class Processor(FollowsConfig):
 
     async def run(self) -> None:
         """Work until cancelled."""
+        backoff = StoreBackoff("processor")
         while True:
             self._wake.clear()
-            await self.process_pending()
+            try:
+                await self.process_pending()
+            except STORE_ERRORS as exc:
+                await backoff.failed(exc)  # the rows stay 'received': nothing is lost
+                continue
+            backoff.succeeded()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), IDLE_POLL)
 
@@ -116,6 +123,8 @@ class Processor(FollowsConfig):
                 await self._finish(item, InboundState.FAILED, f"no handler for {item.route}")
             else:
                 await handler(item)
+        except STORE_ERRORS:
+            raise  # the database's trouble, not the message's: tried again (run)
         except Exception as exc:
             # Kept, not lost: the row stays in the store, marked, for the admin to see.
             log.exception("inbound.failed", inbound_id=item.id, route=item.route.value)

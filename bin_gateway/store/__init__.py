@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import now
+from .base import STORE_ERRORS, GroupCommitFailed, now
 from .inbound import InboundQueries, NewInbound
 from .joins import JoinQueries
 from .members import MemberQueries
@@ -14,7 +14,10 @@ from .queue import DeliveryOutcome, QueueQueries
 from .replies import ReplyQueries
 from .stats import StatsQueries
 
-__all__ = ["DeliveryOutcome", "NewInbound", "Store", "now", "open_store"]
+__all__ = [
+    "STORE_ERRORS", "DeliveryOutcome", "GroupCommitFailed", "NewInbound", "Store", "now",
+    "open_store",
+]
 
 
 class Store(

@@ -45,6 +45,13 @@ class GroupCommitFailed(Exception):
     """The transaction this work was grouped with could not be committed."""
 
 
+# What the store raises when the database cannot do the work (a full disk, an I/O
+# error, a lock held too long by another program): the work is undone, not wrong, and is
+# tried again later rather than marked failed. Any other error, an IntegrityError among
+# them, is a fault of the item being handled: retrying it would stall everything behind.
+STORE_ERRORS = (sqlite3.OperationalError, GroupCommitFailed)
+
+
 def now() -> float:
     return time.time()
 
