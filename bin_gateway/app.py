@@ -47,6 +47,9 @@ EXIT_AT_ONCE = 130  # as a shell reports an interrupted program
 log = structlog.get_logger("bin_gateway.app")
 
 DRAIN_SECONDS = 25.0
+# Connections the kernel queues before we accept them. Python's default of 100 made a
+# burst of 1,000 connects wait over 10 s for a greeting (the kernel caps it at somaxconn).
+LISTEN_BACKLOG = 1024
 
 
 def make_transport(config: Config) -> Transport:
@@ -134,7 +137,8 @@ class Gateway:
         factory = make_smtp_factory(self.current, self.handler, make_tls_context(config))
         loop = asyncio.get_running_loop()
         for hp in config.gateway.listen:
-            self.servers.append(await loop.create_server(factory, hp.host, hp.port))
+            self.servers.append(await loop.create_server(
+                factory, hp.host, hp.port, backlog=LISTEN_BACKLOG))
 
     async def stop(self) -> None:
         """Stop intake, let in-flight work finish (bounded), close everything."""
