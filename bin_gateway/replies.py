@@ -51,6 +51,9 @@ LOCAL_ERROR = SmtpReply(451, "4.3.0", "Temporary local problem; try again later"
 STORAGE_FULL = SmtpReply(452, "4.3.1", "Insufficient system storage; try again later")
 SHUTTING_DOWN = SmtpReply(421, "4.3.2", "Service shutting down; try again later")
 TOO_MANY_CONNECTIONS = SmtpReply(421, "4.4.5", "Too many connections; try again later")
+TOO_MANY_FROM_CLIENT = SmtpReply(
+    421, "4.7.0", "Too many connections from your address; try again later"
+)
 NOT_THE_MEMBER = SmtpReply(
     550, "5.7.1", "This reply address belongs to a member of the list; send from that address"
 )

@@ -12,8 +12,9 @@ import email.errors
 import resource
 import ssl
 import time
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -44,6 +45,11 @@ SESSION_TIMEOUT = 300.0
 # idle connections must not leave the gateway unable to open its own files and sockets.
 MAX_CONNECTIONS = 2_000
 _FD_RESERVE = 200
+# Sessions from one client address at once (Postfix's smtpd_client_connection_count_limit
+# is 50 too): one host must not take every session from the others. Not for the local
+# MTA (127.0.0.1, ::1), which, in front of the gateway, brings everybody's mail.
+MAX_PER_CLIENT = 50
+_LOCAL_MTA = frozenset({"127.0.0.1", "::1"})
 STAGES_TIMEOUT = 120.0  # all checks of one message, DNS included
 # Faults of the message itself (not ours): the answer is 554, not 451.
 _MESSAGE_FAULTS = (
@@ -76,32 +82,49 @@ class Connections:
 
     limit: int
     active: int = 0
+    per_client: Counter[str] = field(default_factory=Counter)
+
+    def open(self, client: str) -> replies.SmtpReply | None:
+        """Count a new session; the refusal to give it, if it is one too many."""
+        self.active += 1
+        self.per_client[client] += 1
+        if self.active > self.limit:
+            return replies.TOO_MANY_CONNECTIONS
+        if client not in _LOCAL_MTA and self.per_client[client] > MAX_PER_CLIENT:
+            return replies.TOO_MANY_FROM_CLIENT
+        return None
+
+    def close(self, client: str) -> None:
+        self.active -= 1
+        self.per_client[client] -= 1
+        if not self.per_client[client]:
+            del self.per_client[client]
 
 
 class GatewaySMTP(SMTP):
     connections: Connections | None = None  # set by the factory
-    _counted = False
-    _refused = False
+    _counted = ""  # the client address the session is counted under
+    _refused: replies.SmtpReply | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # Called again for the TLS transport after STARTTLS: count the session once.
         if self.connections is not None and not self._counted:
-            self._counted = True
-            self.connections.active += 1
-            self._refused = self.connections.active > self.connections.limit
+            peer = transport.get_extra_info("peername")
+            self._counted = str(peer[0]) if isinstance(peer, tuple) and peer else "?"
+            self._refused = self.connections.open(self._counted)
         super().connection_made(transport)
 
     def connection_lost(self, error: Exception | None) -> None:
         if self.connections is not None and self._counted:
-            self._counted = False
-            self.connections.active -= 1
+            self.connections.close(self._counted)
+            self._counted = ""
         super().connection_lost(error)
 
     async def _handle_client(self) -> None:
-        if self._refused:
+        if self._refused is not None:
             log.warning("smtp.too_many_connections", peer=_peer(self.session),
-                        limit=self.connections.limit if self.connections else None)
-            await self.push(str(replies.TOO_MANY_CONNECTIONS))
+                        reply=self._refused.code, status=self._refused.status)
+            await self.push(str(self._refused))
             if self.transport is not None:
                 self.transport.close()
             return

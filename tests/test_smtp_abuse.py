@@ -253,3 +253,27 @@ def test_connection_cap_follows_the_descriptor_limit(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(resource, "getrlimit", lambda _which: (65536, 524288))
     assert smtp_server.connection_limit() == smtp_server.MAX_CONNECTIONS
 
+
+
+async def _greeting_from(port: int, source: str) -> tuple[asyncio.StreamWriter, bytes]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
+    return writer, await asyncio.wait_for(reader.readline(), 10)
+
+
+async def test_one_client_address_gets_at_most_50_sessions(world: World) -> None:
+    """The 51st session from one address is told "421 4.7.0"; another address, and the
+    local MTA's 127.0.0.1, are served meanwhile."""
+    limit = smtp_server.MAX_PER_CLIENT
+    held = [await _greeting_from(world.port, "127.0.0.2") for _ in range(limit)]
+    assert all(greeting.startswith(b"220 ") for _, greeting in held)
+    extra, greeting = await _greeting_from(world.port, "127.0.0.2")
+    assert greeting.startswith(b"421 4.7.0"), greeting
+    other, greeting = await _greeting_from(world.port, "127.0.0.3")
+    assert greeting.startswith(b"220 "), greeting
+    await normal_transaction_works(world)  # from 127.0.0.1
+    for writer in [extra, other, *(w for w, _ in held)]:
+        writer.close()
+    await asyncio.sleep(0.2)  # the server sees the closes
+    again, greeting = await _greeting_from(world.port, "127.0.0.2")
+    assert greeting.startswith(b"220 "), greeting
+    again.close()
