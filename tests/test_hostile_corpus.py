@@ -32,7 +32,6 @@ from bin_gateway.decision import read_decision
 from bin_gateway.holding import attachment_names, parse, subject_of
 from bin_gateway.mailtext import best_text
 from bin_gateway.membership import own_words
-from bin_gateway.render import BulletinSource, BulletinTemplate
 from tests.support.hostile import (
     MEMBER,
     ProbeClient,
@@ -42,6 +41,7 @@ from tests.support.hostile import (
     corpus_dir,
     moderation_for,
     prepare_routes,
+    render_bulletin,
 )
 from tests.support.world import AGENCY, DOMAIN, World
 
@@ -61,18 +61,6 @@ def assert_parseable(data: bytes) -> None:
             part.get_content()
 
 
-def render(raw: bytes) -> bytes:
-    source = BulletinSource(
-        original=raw, sender_name="Politie", list_id="buurt-noord", list_name="BIN Noord",
-        domain=DOMAIN, subject_prefix="[BIN Noord]", note="", language="nl",
-        replies_go_to="de politie",
-    )
-    return BulletinTemplate.build(source).message_for(
-        to=MEMBER, reply_to=f"reactie+x@{DOMAIN}", message_id=f"<x@{DOMAIN}>",
-        date="Mon, 04 Mar 2024 10:00:00 +0100",
-    )
-
-
 def run_parsers(raw: bytes) -> None:
     """Every parser a message meets from DATA to the outbox; outputs must parse again."""
     headers = BytesParser(policy=email_policy.default).parsebytes(raw, headersonly=True)
@@ -87,7 +75,7 @@ def run_parsers(raw: bytes) -> None:
     classify(raw, MEMBER)
     entity, _report = anonymise(raw, IDENTITY, Policy())
     assert_parseable(b"From: x@y.example\r\n" + entity)
-    assert_parseable(render(raw))
+    assert_parseable(render_bulletin(raw))
 
 
 @needs_corpus

@@ -30,8 +30,14 @@ from bin_gateway.decision import read_decision
 from bin_gateway.holding import parse, summarise
 from bin_gateway.membership import own_words
 from bin_gateway.mime_limits import MAX_CONTAINERS, MAX_PARTS, structure_refusal
-from bin_gateway.render import BulletinSource, BulletinTemplate
-from tests.support.hostile import MEMBER, ProbeClient, Route, as_sender, prepare_routes
+from tests.support.hostile import (
+    MEMBER,
+    ProbeClient,
+    Route,
+    as_sender,
+    prepare_routes,
+    render_bulletin,
+)
 from tests.support.hostile_mime import hostile_messages
 from tests.support.world import DOMAIN, MakeWorld, World
 
@@ -83,18 +89,6 @@ def text_of(entity: bytes) -> str:
     return "".join(str(p.get_content()) for p in texts)
 
 
-def bulletin(raw: bytes) -> bytes:
-    source = BulletinSource(
-        original=raw, sender_name="Politie", list_id="buurt-noord", list_name="BIN Noord",
-        domain=DOMAIN, subject_prefix="[BIN Noord]", note="", language="nl",
-        replies_go_to="de politie",
-    )
-    return BulletinTemplate.build(source).message_for(
-        to=MEMBER, reply_to=f"reactie+x@{DOMAIN}", message_id=f"<x@{DOMAIN}>",
-        date="Mon, 04 Mar 2024 10:00:00 +0100",
-    )
-
-
 def intake_parsers(raw: bytes) -> None:
     """What reads a message at DATA and in processing, on every route."""
     structure_refusal(raw)
@@ -119,7 +113,7 @@ def test_hostile_mime_never_raises_and_output_is_wire_safe(raw: bytes) -> None:
     entity, _report = anonymise(raw, IDENTITY, Policy())
     assert FALLBACK not in text_of(entity)
     assert_wire_safe(b"From: x@y.example\r\n" + entity)
-    assert_wire_safe(bulletin(raw))
+    assert_wire_safe(render_bulletin(raw))
     assert time.monotonic() - started < 10
 
 
@@ -148,7 +142,7 @@ def test_hundred_levels_deep_is_handled(make: object) -> None:
     entity, _report = anonymise(raw, IDENTITY, Policy())
     assert FALLBACK not in text_of(entity)
     assert_wire_safe(b"From: x@y.example\r\n" + entity)
-    assert_wire_safe(bulletin(raw))
+    assert_wire_safe(render_bulletin(raw))
     assert summarise(raw).subject == "test"
 
 
@@ -233,7 +227,7 @@ def test_bulletin_never_copies_an_unfoldable_header_line(part_headers: bytes) ->
     # A regression would spin forever: fail after a minute instead of hanging the run
     # (a daemon thread left spinning does not keep the test process alive).
     result: list[bytes] = []
-    worker = threading.Thread(target=lambda: result.append(bulletin(raw)), daemon=True)
+    worker = threading.Thread(target=lambda: result.append(render_bulletin(raw)), daemon=True)
     worker.start()
     worker.join(60)
     assert result, "rendering did not finish within a minute"

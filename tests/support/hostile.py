@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from email.utils import parseaddr
 from pathlib import Path
 
+from bin_gateway.render import BulletinSource, BulletinTemplate
 from tests.support.dkim_keys import plain_message, sign
 from tests.support.world import (
     AGENCY,
@@ -212,3 +213,16 @@ class ProbeClient:
         if refused:
             self.errors.append(f"refused {refused}")
         self.transactions += 1
+
+
+def render_bulletin(raw: bytes) -> bytes:
+    """``raw`` as one member's bulletin copy (what the outbox sends), unsigned."""
+    source = BulletinSource(
+        original=raw, sender_name="Politie", list_id="buurt-noord", list_name="BIN Noord",
+        domain=DOMAIN, subject_prefix="[BIN Noord]", note="", language="nl",
+        replies_go_to="de politie",
+    )
+    return BulletinTemplate.build(source).message_for(
+        to=MEMBER, reply_to=f"reactie+x@{DOMAIN}", message_id=f"<x@{DOMAIN}>",
+        date="Mon, 04 Mar 2024 10:00:00 +0100",
+    )
