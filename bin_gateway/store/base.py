@@ -126,7 +126,7 @@ class StoreBase:
         self._lock = asyncio.Lock()
         self._group: _Group | None = None  # open and uncommitted between two units
         self._queued = 0  # transaction() callers waiting for the lock
-        self._orphans: set[asyncio.Future[None]] = set()
+        self._background: set[asyncio.Future[None]] = set()  # unit ends, group flushes
 
     @classmethod
     async def open(cls, path: Path) -> Any:
@@ -209,8 +209,8 @@ class StoreBase:
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.ensure_future(work)
-        self._orphans.add(task)
-        task.add_done_callback(self._orphans.discard)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
         return task
 
     def _then_unlock(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
