@@ -55,6 +55,12 @@ class LinkSigner:
         payload = f"{member_id}.{list_id}.{expires_at}".encode("ascii")
         return f"{_b64(payload)}.{_b64(self._mac(payload))}"
 
+    def unsubscribe_url(
+        self, public_url: str, member_id: int, list_id: str, expires_at: int
+    ) -> str:
+        """The one-click leave link (``/u/<token>``, served by http_app.py)."""
+        return f"{public_url}/u/{self.make(member_id, list_id, expires_at)}"
+
     def read(self, token: str) -> LinkClaim | None:
         """The claim of a well-signed token (expired or not), else None."""
         body, dot, signature = token.partition(".")

@@ -239,9 +239,9 @@ class Membership(FollowsConfig):
         link = ""
         http = self._config.http
         if http is not None and self._links is not None:
-            signed = self._links.make(member_id, lst.id, int(time.time()) + LEAVE_LINK_VALID)
-            link = LINK_LINE.get(lst.language, LINK_LINE["en"]).format(
-                url=f"{http.public_url}/u/{signed}")
+            url = self._links.unsubscribe_url(http.public_url, member_id, lst.id,
+                                              int(time.time()) + LEAVE_LINK_VALID)
+            link = LINK_LINE.get(lst.language, LINK_LINE["en"]).format(url=url)
         notice = Notice(
             to=address, text="leave_question", language=lst.language,
             fields={"list_name": lst.name, "address": address, "link": link,

@@ -273,8 +273,8 @@ class Outbox(FollowsConfig):
         if http is None or self._links is None or delivery.member_id is None:
             return None
         expires = int(bulletin.created_at) + UNSUBSCRIBE_VALID
-        token = self._links.make(delivery.member_id, bulletin.list_id, expires)
-        return f"{http.public_url}/u/{token}"
+        return self._links.unsubscribe_url(http.public_url, delivery.member_id,
+                                           bulletin.list_id, expires)
 
     def _bounce_address(self, delivery: Delivery) -> str:
         return token_address(BOUNCE_PREFIX, delivery.token, self._domain)
