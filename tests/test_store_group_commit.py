@@ -41,6 +41,22 @@ async def insert(store: Store, n: int, fail: bool = False) -> None:
             raise Boom(n)
 
 
+async def hold_open(store: Store) -> tuple[asyncio.Task[None], asyncio.Event]:
+    """A transaction that has inserted 1 and stays open until the event is set."""
+    inside = asyncio.Event()
+    leave = asyncio.Event()
+
+    async def first() -> None:
+        async with store.transaction() as db:
+            await db.execute("INSERT INTO t (n) VALUES (1)")
+            inside.set()
+            await leave.wait()
+
+    holder = asyncio.create_task(first())
+    await inside.wait()
+    return holder, leave
+
+
 async def test_concurrent_transactions_share_commits_and_each_is_durable_on_return(
     tmp_path: Path,
 ) -> None:
@@ -90,17 +106,8 @@ async def test_a_waiter_cancelled_before_its_turn_does_not_strand_the_group(
 ) -> None:
     """The unit before it left the group open for it; somebody must still commit."""
     store, _ = await make_store(tmp_path)
-    inside = asyncio.Event()
-    leave = asyncio.Event()
 
-    async def first() -> None:
-        async with store.transaction() as db:
-            await db.execute("INSERT INTO t (n) VALUES (1)")
-            inside.set()
-            await leave.wait()
-
-    holder = asyncio.create_task(first())
-    await inside.wait()
+    holder, leave = await hold_open(store)
     waiter = asyncio.create_task(insert(store, 2))
     await asyncio.sleep(0.01)  # the waiter is queued for the lock
     leave.set()
@@ -126,22 +133,13 @@ async def test_a_unit_cancelled_as_it_ends_still_ends_the_group(tmp_path: Path) 
     rest (release, commit, unlock) still happens, or the units before it would wait for
     ever on a group nobody commits."""
     store, _ = await make_store(tmp_path)
-    inside = asyncio.Event()
-    leave = asyncio.Event()
-
-    async def first() -> None:
-        async with store.transaction() as db:
-            await db.execute("INSERT INTO t (n) VALUES (1)")
-            inside.set()
-            await leave.wait()
 
     async def second() -> None:
         async with store.transaction() as db:
             await db.execute("INSERT INTO t (n) VALUES (2)")
             asyncio.get_running_loop().call_soon(me.cancel)  # lands as the unit ends
 
-    holder = asyncio.create_task(first())
-    await inside.wait()
+    holder, leave = await hold_open(store)
     me = asyncio.create_task(second())
     await asyncio.sleep(0.01)  # queued behind the holder: the holder leaves the group open
     leave.set()
