@@ -36,7 +36,7 @@ from .reply_build import (
 )
 from .reply_pool import ReplyPool
 from .reply_review import RATE, REVIEW, hold_reply
-from .store import Store, now
+from .store import OwnMessage, Store, now
 from .tokens import REPLY_PREFIX, new_delivery_token
 
 log = structlog.get_logger("bin_gateway.reply_relay")
@@ -102,11 +102,10 @@ class ReplyRelay(FollowsConfig):
                 relay=entity if state is ReplyState.HELD else None,
             )
             if state is ReplyState.RELAYED:
-                for kind, to, message in prepared.messages:
-                    await Store.enqueue_message(
-                        db, kind=kind, source_key=f"{kind}:{item.id}:{to.lower()}",
-                        envelope_from="", recipients=[to], message=message,
-                    )
+                await Store.enqueue_messages(db, [
+                    OwnMessage(kind, f"{kind}:{item.id}:{to.lower()}", (to,), message)
+                    for kind, to, message in prepared.messages
+                ])
             else:
                 if state is ReplyState.HELD:
                     await hold_reply(
@@ -187,12 +186,11 @@ class ReplyRelay(FollowsConfig):
     async def _queue_relays(
         self, db: aiosqlite.Connection, talk: Conversation, entity: bytes, key: str
     ) -> None:
-        for target in targets(talk):
-            message = relay_for(self._writer, talk, entity, target)
-            await Store.enqueue_message(
-                db, kind="relay", source_key=f"relay:{key}:{target.lower()}",
-                envelope_from="", recipients=[target], message=message,
-            )
+        await Store.enqueue_messages(db, [
+            OwnMessage("relay", f"relay:{key}:{target.lower()}", (target,),
+                       relay_for(self._writer, talk, entity, target))
+            for target in targets(talk)
+        ])
 
     async def _tell_member(
         self, db: aiosqlite.Connection, talk: Conversation, member: Member, state: ReplyState,

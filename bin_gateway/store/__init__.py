@@ -10,13 +10,13 @@ from .joins import JoinQueries
 from .members import MemberQueries
 from .moderation import ModerationQueries
 from .privacy import PrivacyQueries
-from .queue import DeliveryOutcome, QueueQueries
+from .queue import DeliveryOutcome, OwnMessage, QueueQueries
 from .replies import ReplyQueries
 from .stats import StatsQueries
 
 __all__ = [
-    "STORE_ERRORS", "DeliveryOutcome", "GroupCommitFailed", "NewInbound", "Store", "now",
-    "open_store",
+    "STORE_ERRORS", "DeliveryOutcome", "GroupCommitFailed", "NewInbound", "OwnMessage", "Store",
+    "now", "open_store",
 ]
 
 

@@ -56,11 +56,31 @@ def now() -> float:
     return time.time()
 
 
+async def rows_in(
+    db: aiosqlite.Connection, sql: str, params: Iterable[Any] | Mapping[str, Any] = ()
+) -> list[aiosqlite.Row]:
+    """Every row ``sql`` answers on the writer (inside its transaction).
+
+    One trip to aiosqlite's thread: ``async with db.execute(...)`` and a fetch are three
+    (execute, fetch, close), and each trip costs about 70 µs of CPU in queue hand-offs and
+    wake-ups, more than the indexed lookups themselves. The statement is drained, so it
+    holds no lock afterwards.
+    """
+    return list(await db.execute_fetchall(sql, params))
+
+
+async def row_in(
+    db: aiosqlite.Connection, sql: str, params: Iterable[Any] | Mapping[str, Any] = ()
+) -> aiosqlite.Row | None:
+    """The first row of :func:`rows_in`, or None."""
+    rows = await rows_in(db, sql, params)
+    return rows[0] if rows else None
+
+
 async def _run(db: aiosqlite.Connection, sql: str) -> None:
     # A PRAGMA that answers a row keeps its statement, and with it a lock, open until the
-    # cursor is exhausted: always drain and close.
-    async with db.execute(sql) as cursor:
-        await cursor.fetchall()
+    # cursor is exhausted: always drain (rows_in does, in one trip).
+    await rows_in(db, sql)
 
 
 async def _connect(path: Path) -> aiosqlite.Connection:
@@ -147,8 +167,7 @@ class StoreBase:
     async def migrate(self) -> int:
         """Apply every migration newer than PRAGMA user_version; return the version."""
         async with self.exclusive():
-            async with self._writer.execute("PRAGMA user_version") as cursor:
-                row = await cursor.fetchone()
+            row = await row_in(self._writer, "PRAGMA user_version")
             version = int(row[0]) if row else 0
             for number, script in _migrations():
                 if number <= version:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import aiosqlite
 
 from ..models import Join, JoinState
-from .base import StoreBase, now
+from .base import StoreBase, now, row_in
 
 
 def _join(row: aiosqlite.Row) -> Join:
@@ -29,12 +29,11 @@ class JoinQueries(StoreBase):
     async def pending_joins_since(
         db: aiosqlite.Connection, list_id: str, email: str, since: float
     ) -> int:
-        async with db.execute(
-            "SELECT count(*) FROM joins WHERE list_id = ? AND lower(email) = lower(?)"
+        row = await row_in(
+            db, "SELECT count(*) FROM joins WHERE list_id = ? AND lower(email) = lower(?)"
             " AND state = ? AND created_at > ?",
             (list_id, email, JoinState.PENDING.value, since),
-        ) as cursor:
-            row = await cursor.fetchone()
+        )
         return int(row[0]) if row else 0
 
     @staticmethod

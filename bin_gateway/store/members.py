@@ -5,7 +5,7 @@ from __future__ import annotations
 import aiosqlite
 
 from ..models import Member, MemberState
-from .base import StoreBase, now
+from .base import StoreBase, now, row_in
 
 
 def _member(row: aiosqlite.Row) -> Member:
@@ -80,11 +80,10 @@ class MemberQueries(StoreBase):
     @staticmethod
     async def member_in(db: aiosqlite.Connection, list_id: str, email: str) -> int | None:
         """The id of the member with this address (any letter case), inside a transaction."""
-        async with db.execute(
-            "SELECT id FROM members WHERE list_id = ? AND lower(email) = lower(?)",
+        row = await row_in(
+            db, "SELECT id FROM members WHERE list_id = ? AND lower(email) = lower(?)",
             (list_id, email),
-        ) as cursor:
-            row = await cursor.fetchone()
+        )
         return int(row[0]) if row else None
 
     @staticmethod

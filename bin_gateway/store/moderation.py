@@ -10,7 +10,7 @@ import aiosqlite
 
 from ..models import Bulletin, MemberState, Submission, SubmissionState
 from ..tokens import new_delivery_token
-from .base import StoreBase, now
+from .base import StoreBase, now, row_in, rows_in
 
 
 def _submission(row: aiosqlite.Row) -> Submission:
@@ -58,8 +58,7 @@ class ModerationQueries(StoreBase):
     @staticmethod
     async def submission_in(db: aiosqlite.Connection, submission_id: int) -> Submission:
         """A row inside the caller's write transaction (it may not be committed yet)."""
-        async with db.execute("SELECT * FROM submissions WHERE id = ?", (submission_id,)) as c:
-            row = await c.fetchone()
+        row = await row_in(db, "SELECT * FROM submissions WHERE id = ?", (submission_id,))
         if row is None:
             raise LookupError(f"no submission {submission_id}")
         return _submission(row)
@@ -144,11 +143,10 @@ class ModerationQueries(StoreBase):
         )
         bulletin_id = cursor.lastrowid
         assert bulletin_id is not None
-        async with db.execute(
-            "SELECT id, email FROM members WHERE list_id = ? AND state = ? ORDER BY id",
+        members = await rows_in(
+            db, "SELECT id, email FROM members WHERE list_id = ? AND state = ? ORDER BY id",
             (list_id, MemberState.ACTIVE.value),
-        ) as cursor:
-            members = list(await cursor.fetchall())
+        )
         await db.executemany(
             "INSERT INTO deliveries (bulletin_id, member_id, recipient, token, created_at,"
             " next_attempt_at) VALUES (?,?,?,?,?,?)",
@@ -161,10 +159,11 @@ class ModerationQueries(StoreBase):
 
     @staticmethod
     async def bulletin_exists(db: aiosqlite.Connection, inbound_id: int, list_id: str) -> bool:
-        async with db.execute(
-            "SELECT 1 FROM bulletins WHERE inbound_id = ? AND list_id = ?", (inbound_id, list_id)
-        ) as cursor:
-            return await cursor.fetchone() is not None
+        row = await row_in(
+            db, "SELECT 1 FROM bulletins WHERE inbound_id = ? AND list_id = ?",
+            (inbound_id, list_id),
+        )
+        return row is not None
 
     async def bulletin(self, bulletin_id: int) -> Bulletin | None:
         row = await self.read_one("SELECT * FROM bulletins WHERE id = ?", (bulletin_id,))

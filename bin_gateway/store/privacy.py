@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import aiosqlite
 
-from .base import StoreBase, _run, now
+from .base import StoreBase, _run, now, row_in, rows_in
 from .members import MemberQueries
 
 FORGOTTEN = "[vergeten]"
@@ -93,13 +93,11 @@ class PrivacyQueries(StoreBase):
         return erased
 
     async def _forget_members(self, db: aiosqlite.Connection, key: str, erased: Erased) -> None:
-        async with db.execute("SELECT id, list_id FROM members WHERE lower(email) = ?",
-                              (key,)) as cursor:
-            rows = list(await cursor.fetchall())
+        rows = await rows_in(db, "SELECT id, list_id FROM members WHERE lower(email) = ?", (key,))
         for row in rows:
-            async with db.execute("SELECT count(*) FROM reply_threads WHERE member_id = ?",
-                                  (row[0],)) as cursor:
-                count = await cursor.fetchone()
+            count = await row_in(
+                db, "SELECT count(*) FROM reply_threads WHERE member_id = ?", (row[0],)
+            )
             erased.reply_threads += int(count[0]) if count else 0
             # The member's reply threads lose the link to them (ON DELETE SET NULL).
             await MemberQueries.remove_member_in(db, int(row[0]))

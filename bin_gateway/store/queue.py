@@ -8,7 +8,7 @@ import aiosqlite
 
 from ..models import Delivery, DeliveryState
 from ..tokens import new_delivery_token
-from .base import StoreBase, now
+from .base import StoreBase, now, row_in, rows_in
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +20,20 @@ class DeliveryOutcome:
     code: int
     reply: str
     next_attempt_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class OwnMessage:
+    """A message the gateway wrote (a notice, a relay), to be queued once per source key."""
+
+    kind: str
+    source_key: str
+    recipients: tuple[str, ...]
+    message: bytes
+    envelope_from: str = ""  # the null sender: nothing bounces back to the gateway
+
+
+_ROWS_A_STATEMENT = 200  # five values a row, far below SQLite's 32,766 variables
 
 
 def _delivery(row: aiosqlite.Row) -> Delivery:
@@ -39,20 +53,42 @@ class QueueQueries(StoreBase):
         recipients: list[str], message: bytes,
     ) -> bool:
         """Queue a message we wrote, once per ``source_key``; False if it was queued before."""
+        mail = OwnMessage(kind, source_key, tuple(recipients), message, envelope_from)
+        return bool(await QueueQueries.enqueue_messages(db, [mail]))
+
+    @staticmethod
+    async def enqueue_messages(db: aiosqlite.Connection, mails: list[OwnMessage]) -> set[str]:
+        """Queue messages we wrote, each once per source key; the keys queued by this call.
+
+        Two statements for any number of messages (one INSERT of them all, RETURNING the
+        new ids, and one for their deliveries): a reply's relays and acknowledgement
+        cost two trips to the database thread instead of six.
+        """
+        first: dict[str, OwnMessage] = {}
+        for mail in mails:
+            first.setdefault(mail.source_key, mail)  # the batch's later twins are ignored too
+        unique = list(first.values())
         at = now()
-        cursor = await db.execute(
-            "INSERT OR IGNORE INTO outbound (kind, source_key, envelope_from, message, created_at)"
-            " VALUES (?,?,?,?,?)",
-            (kind, source_key, envelope_from, message, at),
-        )
-        if not cursor.rowcount:
-            return False
-        await db.executemany(
-            "INSERT INTO deliveries (outbound_id, recipient, token, created_at, next_attempt_at)"
-            " VALUES (?,?,?,?,?)",
-            [(cursor.lastrowid, r, new_delivery_token(), at, at) for r in recipients],
-        )
-        return True
+        queued: set[str] = set()
+        for start in range(0, len(unique), _ROWS_A_STATEMENT):
+            chunk = unique[start:start + _ROWS_A_STATEMENT]
+            placeholders = ",".join(["(?,?,?,?,?)"] * len(chunk))  # markers only, no values
+            rows = await rows_in(
+                db, "INSERT OR IGNORE INTO outbound"  # noqa: S608
+                f" (kind, source_key, envelope_from, message, created_at) VALUES {placeholders}"
+                " RETURNING id, source_key",
+                [value for mail in chunk for value in
+                 (mail.kind, mail.source_key, mail.envelope_from, mail.message, at)],
+            )
+            ids = {str(row[1]): int(row[0]) for row in rows}  # RETURNING's order is arbitrary
+            await db.executemany(
+                "INSERT INTO deliveries"
+                " (outbound_id, recipient, token, created_at, next_attempt_at) VALUES (?,?,?,?,?)",
+                [(ids[mail.source_key], to, new_delivery_token(), at, at)
+                 for mail in chunk if mail.source_key in ids for to in mail.recipients],
+            )
+            queued.update(ids)
+        return queued
 
     async def outbound_message(self, outbound_id: int) -> tuple[str, bytes] | None:
         row = await self.read_one(
@@ -63,11 +99,11 @@ class QueueQueries(StoreBase):
     async def claim_due(self, limit: int) -> list[Delivery]:
         """Take up to ``limit`` due deliveries for sending (state -> sending)."""
         async with self.transaction() as db:
-            rows = await (await db.execute(
-                "SELECT * FROM deliveries WHERE state = ? AND next_attempt_at <= ?"
+            rows = await rows_in(
+                db, "SELECT * FROM deliveries WHERE state = ? AND next_attempt_at <= ?"
                 " ORDER BY next_attempt_at, id LIMIT ?",
                 (DeliveryState.QUEUED.value, now(), limit),
-            )).fetchall()
+            )
             await db.executemany(
                 "UPDATE deliveries SET state = ?, attempts = attempts + 1 WHERE id = ?",
                 [(DeliveryState.SENDING.value, row["id"]) for row in rows],
@@ -179,13 +215,12 @@ class QueueQueries(StoreBase):
         db: aiosqlite.Connection, member_id: int, since: float
     ) -> int:
         """Distinct copies to this member that bounced permanently after ``since``."""
-        async with db.execute(
-            "SELECT count(DISTINCT b.delivery_id) FROM bounces b"
+        row = await row_in(
+            db, "SELECT count(DISTINCT b.delivery_id) FROM bounces b"
             " JOIN deliveries d ON d.id = b.delivery_id"
             " WHERE d.member_id = ? AND b.permanent = 1 AND b.at > ?",
             (member_id, since),
-        ) as cursor:
-            row = await cursor.fetchone()
+        )
         return int(row[0]) if row else 0
 
     @staticmethod

@@ -7,7 +7,7 @@ import json
 import aiosqlite
 
 from ..models import Member, ReplyState, ReplyThread
-from .base import StoreBase, now
+from .base import StoreBase, now, row_in
 from .members import _member
 
 
@@ -45,22 +45,20 @@ class ReplyQueries(StoreBase):
     async def thread_in(
         db: aiosqlite.Connection, bulletin_id: int, member_id: int
     ) -> ReplyThread | None:
-        async with db.execute(
-            "SELECT * FROM reply_threads WHERE bulletin_id = ? AND member_id = ?",
+        row = await row_in(
+            db, "SELECT * FROM reply_threads WHERE bulletin_id = ? AND member_id = ?",
             (bulletin_id, member_id),
-        ) as cursor:
-            row = await cursor.fetchone()
+        )
         return _thread(row) if row else None
 
     @staticmethod
     async def list_pseudonym(db: aiosqlite.Connection, list_id: str, member_id: int) -> str | None:
         """The pseudonym this member already has on this list (``pseudonyms = "per_list"``)."""
-        async with db.execute(
-            "SELECT pseudonym FROM reply_threads WHERE list_id = ? AND member_id = ?"
+        row = await row_in(
+            db, "SELECT pseudonym FROM reply_threads WHERE list_id = ? AND member_id = ?"
             " ORDER BY id LIMIT 1",
             (list_id, member_id),
-        ) as cursor:
-            row = await cursor.fetchone()
+        )
         return str(row[0]) if row else None
 
     @staticmethod
@@ -104,11 +102,10 @@ class ReplyQueries(StoreBase):
         db: aiosqlite.Connection, reply_id: int
     ) -> tuple[int, bytes] | None:
         """(thread id, anonymised entity) of a reply waiting for review."""
-        async with db.execute(
-            "SELECT thread_id, relay FROM replies WHERE id = ? AND state = ?",
+        row = await row_in(
+            db, "SELECT thread_id, relay FROM replies WHERE id = ? AND state = ?",
             (reply_id, ReplyState.HELD.value),
-        ) as cursor:
-            row = await cursor.fetchone()
+        )
         return (int(row[0]), bytes(row[1])) if row and row[1] is not None else None
 
     @staticmethod
@@ -116,13 +113,12 @@ class ReplyQueries(StoreBase):
         db: aiosqlite.Connection, list_id: str, member_id: int, since: float
     ) -> int:
         """How many of this member's replies on this list were relayed after ``since``."""
-        async with db.execute(
-            "SELECT count(*) FROM replies r JOIN reply_threads t ON t.id = r.thread_id"
+        row = await row_in(
+            db, "SELECT count(*) FROM replies r JOIN reply_threads t ON t.id = r.thread_id"
             " WHERE t.list_id = ? AND t.member_id = ? AND r.direction = 'member'"
             " AND r.state = ? AND r.created_at > ?",
             (list_id, member_id, ReplyState.RELAYED.value, since),
-        ) as cursor:
-            row = await cursor.fetchone()
+        )
         return int(row[0]) if row else 0
 
     async def member_by_address(self, list_id: str, address: str) -> Member | None:
@@ -150,9 +146,8 @@ class ReplyQueries(StoreBase):
         db: aiosqlite.Connection, bulletin_id: int, member_id: int
     ) -> str | None:
         """The token of this member's copy of the bulletin (their reply address)."""
-        async with db.execute(
-            "SELECT token FROM deliveries WHERE bulletin_id = ? AND member_id = ?",
+        row = await row_in(
+            db, "SELECT token FROM deliveries WHERE bulletin_id = ? AND member_id = ?",
             (bulletin_id, member_id),
-        ) as cursor:
-            row = await cursor.fetchone()
+        )
         return str(row[0]) if row else None
