@@ -112,12 +112,19 @@ def parse_author(raw: bytes, message: EmailMessage | Message) -> Author | Refusa
 
 
 def _header_lines(raw: bytes) -> list[bytes]:
-    """The raw lines of the header block (up to the first empty line)."""
+    """The raw lines of the header block (up to the first empty line).
+
+    Found line by line, so the body (most of a message with a photo) is never split."""
     lines: list[bytes] = []
-    for line in _LINE_BREAK.split(raw):
+    start = 0
+    for end in _LINE_BREAK.finditer(raw):
+        line = raw[start:end.start()]
         if not line:
-            break
+            return lines
         lines.append(line)
+        start = end.end()
+    if raw[start:]:
+        lines.append(raw[start:])  # a message that ends without a line break
     return lines
 
 
