@@ -184,7 +184,10 @@ class SmarthostPool:
             hostname=self._host,
             port=self._port,
             local_hostname=self._helo_name,
-            timeout=self._timeout,
+            # The deadline is ours: asyncio.timeout around each whole open and transaction
+            # (and each RSET and QUIT). aiosmtplib's own per-command timeout would add a
+            # timer and a waiter to every command, four of them a copy.
+            timeout=None,
             start_tls=False,  # STARTTLS is done by _open, so REQUIRED can fail clearly
         )
 
