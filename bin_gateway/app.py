@@ -8,9 +8,11 @@ SIGHUP reloads the config file: it is read and validated off the event loop; a f
 with problems is refused (each problem logged, ``config.reload_refused``) and the config
 in force stays; a good one is put in force for new work (``config.reloaded`` names what
 changed). Settings built into the running parts (listen addresses, data_dir, DKIM,
-resolver, delivery transport, TLS, the HTTP listener: ``config.changes.RESTART_ONLY``)
-keep their old values and are logged as ``config.needs_restart``; the rest applies.
-systemd hears ``RELOADING=1`` then ``READY=1``.
+resolver, delivery transport, adding or removing [tls], the HTTP listener:
+``config.changes.RESTART_ONLY``) keep their old values and are logged as
+``config.needs_restart``; the rest applies. Then, good file or not, the STARTTLS
+certificate and key are read again from the paths in force (``server_tls``: a renewed
+certificate needs no restart). systemd hears ``RELOADING=1`` then ``READY=1``.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import ssl
 from pathlib import Path
 
 import structlog
@@ -36,6 +37,7 @@ from .reply_pool import ReplyPool, default_workers
 from .router import Router
 from .scheduler import Scheduler
 from .sd_notify import notify, reloading, watchdog_interval
+from .server_tls import ServerTls
 from .services import Services, open_services
 from .smarthost import SmarthostPool
 from .smtp_server import GatewayHandler, make_smtp_factory
@@ -67,14 +69,6 @@ def make_transport(config: Config) -> Transport:
         username=delivery.username, password=password,
         helo_name=config.gateway.hostname, timeout=delivery.timeout,
     )
-
-
-def make_tls_context(config: Config) -> ssl.SSLContext | None:
-    if config.tls is None:
-        return None
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(config.tls.certificate, config.tls.private_key)
-    return context
 
 
 class Gateway:
@@ -110,6 +104,7 @@ class Gateway:
         if config.http is not None:
             self.http = HttpSide(current, services.store, services.links,
                                  self.processor.membership, self.metrics, self.outbox.wake)
+        self.tls = ServerTls(config.tls) if config.tls is not None else None
         self.servers: list[asyncio.Server] = []
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -134,7 +129,7 @@ class Gateway:
 
     async def _listen(self) -> None:
         config = self.current.config
-        factory = make_smtp_factory(self.current, self.handler, make_tls_context(config))
+        factory = make_smtp_factory(self.current, self.handler, self.tls)
         loop = asyncio.get_running_loop()
         for hp in config.gateway.listen:
             self.servers.append(await loop.create_server(
@@ -165,6 +160,14 @@ class Gateway:
         plan = plan_reload(self.current.config, new)
         self.current.config = plan.config
         return plan
+
+    async def reload_tls(self) -> bool | None:
+        """Read the certificate and key again (renewed files, or new paths in force);
+        None without [tls], False when refused (the certificate in use stays)."""
+        settings = self.current.config.tls  # a removed [tls] stays in force until a restart
+        if self.tls is None or settings is None:
+            return None
+        return await self.tls.reload(settings)
 
     def failed_task(self) -> asyncio.Task[None] | None:
         return next((t for t in self._tasks if t.done() and not t.cancelled()), None)
@@ -205,6 +208,7 @@ async def serve(config: Config) -> None:
                 reload.clear()
                 notify(reloading())
                 await reload_config(gateway, gateway.current.config.source)
+                await gateway.reload_tls()  # also when the file did not change: certbot
                 notify(f"READY=1\n{status}")
             if ping:
                 notify("WATCHDOG=1")

@@ -8,7 +8,8 @@ are for faults only::
     ├── DnsTemporaryError      a lookup timed out or SERVFAILed: the sender must retry (451)
     ├── StoreError             the database cannot do what was asked
     ├── DeliveryError          the outbound side is misconfigured (not a per-message result)
-    └── BackupError            ``backup`` could not make a good copy (nothing left behind)
+    ├── BackupError            ``backup`` could not make a good copy (nothing left behind)
+    └── TlsFilesError          the STARTTLS certificate and key cannot be used together
 """
 
 from __future__ import annotations
@@ -41,3 +42,7 @@ class DeliveryError(GatewayError):
 
 class BackupError(GatewayError):
     """The backup could not be made; nothing was left at the destination."""
+
+
+class TlsFilesError(GatewayError):
+    """The configured certificate and key cannot be used; the text says why (no key data)."""

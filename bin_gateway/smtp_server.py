@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import email.errors
 import resource
-import ssl
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -21,7 +20,7 @@ from email.parser import BytesParser
 from typing import Any, AnyStr
 
 import structlog
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import SMTP, syntax
 
 from . import replies
 from .config import CurrentConfig, FollowsConfig
@@ -31,6 +30,7 @@ from .models import RouteKind
 from .pipeline import Outcome, Session, Verdict, run_stages
 from .replies import SmtpReply
 from .router import Route, Router
+from .server_tls import ServerTls
 from .stages import SessionStages, message_id_of
 from .store import NewInbound, Store
 
@@ -103,6 +103,7 @@ class Connections:
 
 class GatewaySMTP(SMTP):
     connections: Connections | None = None  # set by the factory
+    server_tls: ServerTls | None = None  # set by the factory when [tls] is configured
     _counted = ""  # the client address the session is counted under
     _refused: replies.SmtpReply | None = None
 
@@ -129,6 +130,14 @@ class GatewaySMTP(SMTP):
                 self.transport.close()
             return
         await super()._handle_client()
+
+    @syntax("STARTTLS", when="tls_context")
+    async def smtp_STARTTLS(self, arg: str) -> None:
+        # The certificate in use when the client asks, not when it connected: a reload
+        # in between must not hand out the one it replaced.
+        if self.server_tls is not None:
+            self.tls_context = self.server_tls.context
+        await super().smtp_STARTTLS(arg)
 
     async def push(self, status: AnyStr) -> None:
         if isinstance(status, str):
@@ -258,7 +267,7 @@ class GatewayHandler(FollowsConfig):
 
 
 def make_smtp_factory(
-    current: CurrentConfig, handler: GatewayHandler, tls_context: ssl.SSLContext | None
+    current: CurrentConfig, handler: GatewayHandler, tls: ServerTls | None
 ) -> Callable[[], GatewaySMTP]:
     connections = Connections(connection_limit())
 
@@ -271,12 +280,13 @@ def make_smtp_factory(
             data_size_limit=config.gateway.max_message_size,
             enable_SMTPUTF8=True,
             decode_data=False,
-            tls_context=tls_context,
+            tls_context=tls.context if tls is not None else None,
             require_starttls=False,
             timeout=SESSION_TIMEOUT,
             command_call_limit=100,
         )
         smtp.connections = connections
+        smtp.server_tls = tls
         return smtp
     return factory
 

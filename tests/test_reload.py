@@ -7,6 +7,7 @@ setting observed end to end."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import re
@@ -20,7 +21,7 @@ import aiosmtplib
 from structlog.testing import capture_logs
 
 from bin_gateway.app import reload_config
-from bin_gateway.config import load_config, plan_reload
+from bin_gateway.config import TlsSettings, load_config, plan_reload
 from bin_gateway.keys import dkim_txt_record
 from tests.support.dkim_keys import plain_message, publish, rsa_key, sign
 from tests.support.dns_server import DnsServer
@@ -227,3 +228,22 @@ def test_plan_reload_keeps_restart_only_settings(tmp_path: Path) -> None:
     assert size == new.gateway.max_message_size != old.gateway.max_message_size
     assert plan.changes == {"settings": ["gateway.max_message_size", "moderation.remind_after"]}
     assert plan_reload(old, old).changes == {}
+
+
+def test_plan_reload_applies_new_tls_paths_but_not_adding_or_removing_tls(
+    tmp_path: Path,
+) -> None:
+    """New certificate and key paths go in force (the reload reads them); adding or
+    removing [tls] is named as needing a restart and the section stays as it was."""
+    plain = load_config(write_config(tmp_path, dns_port=53, sink_port=2525,
+                                     key_pem=gateway_key("ed25519")))
+    first = dataclasses.replace(plain, tls=TlsSettings(tmp_path / "a.pem", tmp_path / "a.key"))
+    moved = dataclasses.replace(plain, tls=TlsSettings(tmp_path / "b.pem", tmp_path / "b.key"))
+    plan = plan_reload(first, moved)
+    assert plan.needs_restart == ()
+    assert plan.changes == {"settings": ["tls.certificate", "tls.private_key"]}
+    assert plan.config.tls == moved.tls
+    removed = plan_reload(first, plain)
+    assert removed.needs_restart == ("tls",) and removed.config.tls == first.tls
+    added = plan_reload(plain, first)
+    assert added.needs_restart == ("tls",) and added.config.tls is None

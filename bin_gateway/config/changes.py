@@ -4,11 +4,13 @@ A reload (SIGHUP) puts the new file's lists, agencies, coordinators, list keys
 (``review_replies``, ``replies_to``, rate limits ...), moderation times, authentication
 policy, retry times, retention, admin address and the like in force for new work. Some
 settings are built into long-lived parts at start — the listening sockets, the database
-and its folder, the DKIM signer, the resolver, the delivery transport, the TLS context —
-and changing those needs a restart: :func:`plan_reload` keeps their old values in the
-config it puts in force (so the config in force always describes what the process
-does), and names them so the admin is told "needs a restart". The rest of the file
-applies; the admin restarts when convenient, and the restart reads the file anew.
+and its folder, the DKIM signer, the resolver, the delivery transport, whether STARTTLS
+is offered at all — and changing those needs a restart: :func:`plan_reload` keeps their
+old values in the config it puts in force (so the config in force always describes what
+the process does), and names them so the admin is told "needs a restart". The rest of
+the file applies; the admin restarts when convenient, and the restart reads the file
+anew. The certificate and key paths of [tls] apply too: every reload reads that pair
+again (``server_tls``), so new paths are read like renewed files.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from bin_gateway.config.settings import Agency, Config, MailingList
 # Settings (section.key, or a whole optional section) fixed at start: see the docstring.
 RESTART_ONLY = frozenset({
     "gateway.domain", "gateway.hostname", "gateway.listen", "gateway.data_dir",
-    "tls", "tls.certificate", "tls.private_key",
+    "tls",  # adding or removing the section; its certificate and key apply on reload
     "dkim.selector", "dkim.private_key",
     "inbound.nameservers", "inbound.dns_timeout",
     "delivery.mode", "delivery.smarthost", "delivery.starttls", "delivery.username",

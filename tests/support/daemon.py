@@ -102,6 +102,26 @@ class DaemonProcess:
                 await asyncio.sleep(0.02)
         raise AssertionError(f"the daemon never started\n{self.log_tail()}")
 
+    def events(self, name: str) -> list[dict[str, object]]:
+        """This run's JSON log lines whose event is ``name``."""
+        with self.log_path.open("rb") as log:
+            log.seek(self._log_start)
+            lines = log.read().decode("utf-8", "replace").splitlines()
+        found = [json.loads(line) for line in lines if line.startswith("{")]
+        return [entry for entry in found if entry.get("event") == name]
+
+    async def wait_for_event(
+        self, name: str, count: int = 1, timeout: float = 30.0  # noqa: ASYNC109
+    ) -> list[dict[str, object]]:
+        """The ``name`` events once there are ``count`` of them."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check_alive()
+            if len(found := self.events(name)) >= count:
+                return found
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"fewer than {count} {name} events\n{self.log_tail()}")
+
     def peak_rss_mb(self) -> float:
         """VmHWM: the most resident memory this process ever had (Linux)."""
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
