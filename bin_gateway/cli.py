@@ -38,11 +38,13 @@ from .cli_common import (
     Subparsers,
     common_options,
     config_path,
+    format_config_error,
     load,
 )
 from .config import Config, DeliveryMode
-from .errors import GatewayError
+from .errors import ConfigError, GatewayError, TlsFilesError
 from .log import configure_logging
+from .server_tls import load_tls
 
 __all__ = ["build_parser", "main"]
 
@@ -98,6 +100,14 @@ def serve(args: argparse.Namespace) -> int:
 
 def check_config(args: argparse.Namespace) -> int:
     config = load(args)
+    if config.tls is not None:
+        # The reader checks the files can be read; whether they make a pair is known only
+        # once OpenSSL loads them, which the gateway does at start: so here too.
+        try:
+            load_tls(config.tls)
+        except TlsFilesError as exc:
+            problems = ConfigError(str(config.source), [f"tls: {exc}"])
+            raise CliError(format_config_error(problems)) from None
     for warning in config.warnings():
         print(f"warning: {warning}", file=sys.stderr)
     print(f"config OK: {config_path(args)}")

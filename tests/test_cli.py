@@ -20,6 +20,7 @@ import structlog
 from bin_gateway.cli import main
 from bin_gateway.keys import generate_key, read_private_key, write_private_key
 from bin_gateway.log import configure_logging, get_logger
+from tests.support.certificates import make_pair
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -131,6 +132,28 @@ def test_check_config_prints_warnings_on_stderr(
     assert code == 0
     assert out.startswith("config OK:")
     assert 'warning: inbound.require = "none"' in err
+
+
+def test_check_config_tries_the_tls_pair_as_the_gateway_would(
+    capsys: pytest.CaptureFixture[str], config_file: Path
+) -> None:
+    """A certificate with the key of another one is readable, so the reader passes it, but
+    the gateway could not start with it: check-config says so (exit 2), and passes a good
+    pair."""
+    tls = config_file.parent / "tls"
+    tls.mkdir()
+    first, other = make_pair("mail.bin.example.nl"), make_pair("mail.bin.example.nl")
+    (tls / "fullchain.pem").write_bytes(first.certificate)
+    (tls / "privkey.pem").write_bytes(other.private_key)
+    config_file.write_text(
+        CONFIG + f'\n[tls]\ncertificate = "{tls / "fullchain.pem"}"\n'
+        f'private_key = "{tls / "privkey.pem"}"\n', encoding="utf-8")
+    code, out, err = run(capsys, "check-config", "--config", config_file)
+    assert code == 2 and out == ""
+    assert f'tls: "{tls / "privkey.pem"}" is not the key of the certificate in' in err
+    (tls / "privkey.pem").write_bytes(first.private_key)
+    code, out, _ = run(capsys, "check-config", "--config", config_file)
+    assert code == 0 and "with STARTTLS" in out
 
 
 def test_missing_config_file_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

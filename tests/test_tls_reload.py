@@ -4,7 +4,6 @@ loopback; the certificates are made here and told apart by serial number."""
 
 from __future__ import annotations
 
-import datetime
 import os
 import signal
 import ssl
@@ -15,11 +14,9 @@ from pathlib import Path
 import aiosmtplib
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from bin_gateway.keys import dkim_txt_record
+from tests.support.certificates import Pair, make_pair
 from tests.support.daemon import DaemonProcess
 from tests.support.dkim_keys import plain_message, sign
 from tests.support.dns_server import DnsServer
@@ -39,34 +36,6 @@ HOSTNAME = f"mail.{DOMAIN}"
 INTAKE = f"agency@{DOMAIN}"
 TLS = '\n[tls]\ncertificate = "{certificate}"\nprivate_key = "{private_key}"\n'
 CERTIFICATE, PRIVATE_KEY = "tls/fullchain.pem", "tls/privkey.pem"
-
-
-@dataclass(frozen=True, slots=True)
-class Pair:
-    certificate: bytes  # PEM
-    private_key: bytes  # PEM, unencrypted
-    serial: int
-    not_after: datetime.datetime
-
-
-def make_pair() -> Pair:
-    """A self-signed certificate for the gateway's hostname, with its own key."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, HOSTNAME)])
-    now = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
-    cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=90))
-        .sign(key, hashes.SHA256())
-    )  # fmt: skip
-    return Pair(
-        cert.public_bytes(serialization.Encoding.PEM),
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                          serialization.NoEncryption()),
-        cert.serial_number, cert.not_valid_after_utc,
-    )  # fmt: skip
 
 
 def replace_file(path: Path, data: bytes) -> None:
@@ -163,7 +132,7 @@ async def test_a_renewed_certificate_is_offered_after_sighup(run: Run) -> None:
     with its serial and notAfter), a session already in TLS keeps working, and one that
     connected before but asks for STARTTLS after gets the new one; new paths in the file
     apply on the next reload, with no needs_restart."""
-    old, renewed, moved = make_pair(), make_pair(), make_pair()
+    old, renewed, moved = make_pair(HOSTNAME), make_pair(HOSTNAME), make_pair(HOSTNAME)
     await start(run, old)
     before, serial = await run.session_in_tls()
     assert serial == old.serial
@@ -204,7 +173,7 @@ async def test_an_unusable_certificate_is_refused_and_the_old_one_kept(run: Run)
     """A key of another certificate, then a missing key file: tls.reload_refused says what
     is wrong (and no key), the old certificate is still offered and mail still taken.
     Removing [tls] needs a restart; a good pair put back is read on that same reload."""
-    old, renewed = make_pair(), make_pair()
+    old, renewed = make_pair(HOSTNAME), make_pair(HOSTNAME)
     await start(run, old)
 
     replace_file(run.tmp / CERTIFICATE, renewed.certificate)  # with the old key
