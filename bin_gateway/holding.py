@@ -17,10 +17,12 @@ import structlog
 
 from .auth.author import ADDRESS_IN_NAME, MIXED_SCRIPTS
 from .config import CurrentConfig, FollowsConfig, MailingList
+from .header_block import header_block
 from .mailtext import best_text
 from .membership import join_review_notices, own_words
 from .models import Inbound, InboundState, ReplyState, Submission, SubmissionState
-from .notices import DECISION_WORDS, Notice, NoticeWriter, local_time
+from .notices import DECISION_WORDS, Built, Notice, NoticeWriter, local_time
+from .offload import offload
 from .render_headers import one_line
 from .reply_review import review_notices
 from .store import Store
@@ -39,9 +41,15 @@ def parse(raw: bytes) -> EmailMessage:
 
 def parse_headers(raw: bytes) -> EmailMessage:
     """The header block only: cheap whatever the body holds (for the Subject and such)."""
-    message = BytesParser(policy=policy.default).parsebytes(raw, headersonly=True)
+    message = BytesParser(policy=policy.default).parsebytes(header_block(raw), headersonly=True)
     assert isinstance(message, EmailMessage)
     return message
+
+
+def subject_in(raw: bytes) -> str:
+    """The Subject of ``raw`` as a moderation mail or notice shows it. CPU in proportion
+    to the header block (up to 256 KB, mime_limits): through ``offload``."""
+    return subject_of(parse_headers(raw))
 
 
 def subject_of(message: EmailMessage) -> str:
@@ -124,27 +132,35 @@ class Holding(FollowsConfig):
         agency_id = str(item.facts.get("agency", ""))
         moderation = self._config.moderation
         now = time.time()
+        expires_at = now + moderation.expire_after.total_seconds()
         counts = {i: await self._store.active_member_count(i) for i in list_ids}
+        # Each request attaches the original, up to max_message_size: built and signed
+        # before the transaction (notices.py: in a worker thread when it is big).
+        planned: list[tuple[str, str, list[Built]]] = []
+        for list_id in list_ids:
+            lst = self._config.list_by_id(list_id)
+            if lst is None:
+                continue  # the list left the config since the mail arrived
+            token = new_moderation_token()
+            requests = self.requests(
+                lst, summary, item, counts[list_id], token, agency_id=agency_id,
+                sender=item.author, subject=subject, expires_at=expires_at)
+            planned.append((list_id, token, await self._writer.build_ahead(requests)))
         created: list[int] = []
         async with self._store.transaction() as db:
-            for list_id in list_ids:
-                lst = self._config.list_by_id(list_id)
-                if lst is None:
-                    continue  # the list left the config since the mail arrived
-                token = new_moderation_token()
+            for list_id, token, built in planned:
                 submission_id = await Store.create_submission(
                     db, inbound_id=item.id, list_id=list_id, agency_id=agency_id,
                     sender=item.author, subject=subject, token_hash=token_hash(token),
-                    expires_at=now + moderation.expire_after.total_seconds(),
+                    expires_at=expires_at,
                     remind_at=now + moderation.remind_after.total_seconds(),
                 )
                 if submission_id is None:
                     continue
                 created.append(submission_id)
-                held = await Store.submission_in(db, submission_id)
-                for notice in self.requests(held, lst, summary, item, counts[list_id], token):
+                for request in built:
                     await self._writer.queue(
-                        db, notice, kind="moderation_request",
+                        db, request, kind="moderation_request",
                         source_key=f"moderation-request:{submission_id}",
                     )
             await Store.finish_inbound(db, item.id, InboundState.PROCESSED)
@@ -153,20 +169,23 @@ class Holding(FollowsConfig):
         return created
 
     def requests(
-        self, held: Submission, lst: MailingList, summary: Summary, item: Inbound,
-        member_count: int, token: str, *, text: str = "moderation_request",
+        self, lst: MailingList, summary: Summary, item: Inbound, member_count: int, token: str,
+        *, agency_id: str, sender: str, subject: str, expires_at: float,
+        text: str = "moderation_request",
     ) -> list[Notice]:
+        """The request (or reminder) to each coordinator of ``lst`` about the held item
+        (its ``agency_id``, ``sender``, ``subject`` and ``expires_at``)."""
         language = lst.language
-        agency = next((a for a in self._config.agencies if a.id == held.agency_id), None)
-        agency_name = agency.name if agency else held.sender
+        agency = next((a for a in self._config.agencies if a.id == agency_id), None)
+        agency_name = agency.name if agency else sender
         fields: dict[str, object] = {
-            "agency_name": agency_name, "sender_address": held.sender,
-            "subject": held.subject, "list_name": lst.name, "member_count": member_count,
-            "expires": local_time(held.expires_at, language),
+            "agency_name": agency_name, "sender_address": sender,
+            "subject": subject, "list_name": lst.name, "member_count": member_count,
+            "expires": local_time(expires_at, language),
             "attachments": summary.attachments,
             "original_text": summary.original_text,
             "warnings": sender_warnings(item.facts.get("author_flags"), language,
-                                        held.sender, agency_name),
+                                        sender, agency_name),
         }
         return [
             Notice(
@@ -194,14 +213,17 @@ class Holding(FollowsConfig):
         else:
             count = await self._store.active_member_count(held.list_id)
             summary = await asyncio.to_thread(summarise, item.raw)
-            notices = self.requests(held, lst, summary, item, count, token,
-                                    text="moderation_reminder")
+            notices = self.requests(
+                lst, summary, item, count, token, agency_id=held.agency_id,
+                sender=held.sender, subject=held.subject, expires_at=held.expires_at,
+                text="moderation_reminder")
+        built = await self._writer.build_ahead(notices)  # they may attach the original
         async with self._store.transaction() as db:
             if not await Store.mark_reminded(db, held.id):
                 return
             await Store.add_token(db, held.id, token_hash(token))
-            for notice in notices:
-                await self._writer.queue(db, notice, kind="moderation_reminder",
+            for reminder in built:
+                await self._writer.queue(db, reminder, kind="moderation_reminder",
                                          source_key=f"moderation-reminder:{held.id}")
         log.info("held.reminded", submission_id=held.id)
 
@@ -216,8 +238,8 @@ class Holding(FollowsConfig):
         if entity is None:
             return []
         details = {k: str(v) for k, v in report.items() if isinstance(v, str)}
-        return review_notices(self._config, lst, held, token, details, entity,
-                              text="reply_review_reminder")
+        return await offload(len(entity), review_notices, self._config, lst, held, token,
+                             details, entity, text="reply_review_reminder")
 
     async def expire(self, held: Submission) -> None:
         lst = self._config.list_by_id(held.list_id)

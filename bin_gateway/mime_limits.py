@@ -1,4 +1,4 @@
-"""How much MIME structure a message may have before it is refused at DATA.
+"""How much MIME structure and header a message may have before it is refused at DATA.
 
 Python's e-mail parser spends about half a millisecond on every MIME part and recurses
 once per nesting level. A 1.4 MB message of 100,000 empty parts takes six seconds to
@@ -7,6 +7,12 @@ parse and far longer to render as a bulletin; some 1,000 nested levels raise
 and then fail in processing, unseen by its sender. Real mail has a few dozen parts at
 most, so past these limits the message is refused (``554 5.6.0``) before anything is
 stored.
+
+The header block has a limit of its own. Every session check reads headers, and Python's
+header parser takes about 2.5 µs a byte of short words: a header block as big as the
+largest message (15 MB) would cost the session checks most of a minute. The big mail
+systems pass nothing near ``MAX_HEADER_SIZE`` on (Postfix keeps 100 KB of a header block,
+Exchange Online refuses over 256 KB), so past it the message is refused too.
 
 The scan reads bytes and never parses, and it errs towards counting too much:
 
@@ -22,10 +28,13 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["MAX_CONTAINERS", "MAX_PARTS", "structure_refusal"]
+__all__ = [
+    "MAX_CONTAINERS", "MAX_HEADER_SIZE", "MAX_PARTS", "header_refusal", "structure_refusal",
+]
 
 MAX_PARTS = 1_000
 MAX_CONTAINERS = 200  # nesting that deep stays far below Python's recursion limit
+MAX_HEADER_SIZE = 256 * 1024  # bytes of the header block (header_block.py)
 
 # Searched in the lower-cased bytes behind a line end: Python's parser ends a line at CR,
 # LF or CRLF, so a line may start after a bare CR too. The value is read at most 200 bytes
@@ -48,4 +57,11 @@ def structure_refusal(raw: bytes) -> str:
     delimiters = lowered.count(b"\n--") + lowered.count(b"\r--")
     if delimiters > MAX_PARTS:
         return f"{delimiters} MIME delimiter lines (limit {MAX_PARTS})"
+    return ""
+
+
+def header_refusal(head: bytes) -> str:
+    """Why the header block ``head`` is too big to take, or "" when it is not."""
+    if len(head) > MAX_HEADER_SIZE:
+        return f"header block of {len(head)} bytes (limit {MAX_HEADER_SIZE})"
     return ""

@@ -8,12 +8,15 @@ Expected outcomes (a spoofer, a loop) are verdicts; faults (a broken disk) raise
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+import functools
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from enum import StrEnum
+from typing import Any, TypeVar
 
 from .auth.author import Author
+from .offload import offload
 from .replies import SmtpReply
 
 
@@ -53,7 +56,8 @@ class Session:
     client_ip: str
     helo: str
     raw: bytes
-    message: EmailMessage
+    head: bytes  # the header block of raw (header_block.py)
+    message: EmailMessage  # head, parsed
     author: Author | None = None
     auth: str = ""  # how the author was authenticated, for the log and the store
     facts: dict[str, object] = field(default_factory=dict)
@@ -61,6 +65,21 @@ class Session:
 
 
 Stage = Callable[[Session], Awaitable[Verdict]]
+_Owner = TypeVar("_Owner")
+
+
+def reads_headers(
+    check: Callable[[_Owner, Session], Verdict],
+) -> Callable[[_Owner, Session], Coroutine[Any, Any, Verdict]]:
+    """Make a stage of ``check``, a method that only reads the message's headers (no
+    store, no DNS): its CPU grows with the header block, so a big block is read in a
+    worker thread (offload.py) while the event loop serves the other sessions."""
+
+    @functools.wraps(check)
+    async def stage(owner: _Owner, session: Session) -> Verdict:
+        return await offload(len(session.head), check, owner, session)
+
+    return stage
 
 
 async def run_stages(session: Session, stages: Sequence[Stage]) -> Verdict:

@@ -16,11 +16,12 @@ import structlog
 from .approval import Approval
 from .bounce_handling import BounceHandling
 from .config import CurrentConfig, FollowsConfig
-from .holding import Holding, parse_headers, subject_of
+from .holding import Holding, subject_in
 from .link_tokens import LinkSigner
 from .membership import Membership
 from .models import Inbound, InboundState, RouteKind
 from .notices import Notice, NoticeWriter
+from .offload import offload
 from .reply_pool import ReplyPool
 from .reply_relay import ReplyRelay
 from .store import STORE_ERRORS, Store
@@ -144,7 +145,7 @@ class Processor(FollowsConfig):
 
     async def _publish_direct(self, item: Inbound, list_ids: list[str]) -> None:
         """A coordinator's own post: no holding; the coordinator is told it went out."""
-        subject = subject_of(parse_headers(item.raw))
+        subject = await offload(len(item.raw), subject_in, item.raw)
         name = str(item.facts.get("author_name", "")) or item.author
         async with self._store.transaction() as db:
             for list_id in list_ids:
@@ -168,17 +169,19 @@ class Processor(FollowsConfig):
 
     async def _postmaster(self, item: Inbound) -> None:
         """RFC 2142: postmaster@ and abuse@ reach the admin, the original attached."""
-        subject = subject_of(parse_headers(item.raw))
+        subject = await offload(len(item.raw), subject_in, item.raw)
         language = self._config.gateway.language
-        notice = Notice(
+        forward = Notice(
             to=self._config.gateway.admin, text="postmaster_forward", language=language,
             fields={"address": f"{item.target}@{self._config.gateway.domain}",
                     "mail_from": item.mail_from or "<>", "subject": subject},
             from_name="bin-gateway", from_local="postmaster",
             attachment=item.raw,
         )
+        # It attaches the original: built before the transaction, off the loop when big.
+        [built] = await self._writer.build_ahead([forward])
         async with self._store.transaction() as db:
-            await self._writer.queue(db, notice, kind="postmaster",
+            await self._writer.queue(db, built, kind="postmaster",
                                      source_key=f"postmaster:{item.id}")
             await Store.finish_inbound(db, item.id, InboundState.PROCESSED)
         log.info("postmaster.forwarded", inbound_id=item.id)

@@ -44,6 +44,7 @@ NOT_A_COORDINATOR = SmtpReply(550, "5.7.1", "Only a coordinator of this list can
 LOOP_DETECTED = SmtpReply(550, "5.4.6", "Mail loop detected")
 MALFORMED = SmtpReply(554, "5.6.0", "Message could not be parsed")
 TOO_COMPLEX = SmtpReply(554, "5.6.0", "Message has too many or too deeply nested MIME parts")
+HEADER_TOO_BIG = SmtpReply(554, "5.6.0", "Message header block is too large")
 DNS_TEMPFAIL = SmtpReply(
     451, "4.7.0", "Temporary DNS failure while authenticating; try again later"
 )

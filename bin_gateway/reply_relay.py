@@ -24,6 +24,7 @@ from .anonymise import Identity, Policy, Report, anonymise
 from .config import CurrentConfig, FollowsConfig, MailingList, Pseudonyms
 from .models import Bulletin, Inbound, InboundState, Member, ReplyState, ReplyThread
 from .notices import Notice, NoticeWriter
+from .offload import offload
 from .relay_message import RelayHeaders, relay_message
 from .reply_build import (
     COORDINATOR,
@@ -186,9 +187,10 @@ class ReplyRelay(FollowsConfig):
     async def _queue_relays(
         self, db: aiosqlite.Connection, talk: Conversation, entity: bytes, key: str
     ) -> None:
+        # Signing reads the whole entity (photos of megabytes): in a worker thread when big.
         await Store.enqueue_messages(db, [
             OwnMessage("relay", f"relay:{key}:{target.lower()}", (target,),
-                       relay_for(self._writer, talk, entity, target))
+                       await offload(len(entity), relay_for, self._writer, talk, entity, target))
             for target in targets(talk)
         ])
 
@@ -223,6 +225,9 @@ class ReplyRelay(FollowsConfig):
         entity, report = await asyncio.to_thread(anonymise, item.raw, identity, policy)
         state = (ReplyState.UNREADABLE if report.encrypted
                  else ReplyState.RELAYED if report.own_text else ReplyState.EMPTY)
+        relay = b""
+        if state is ReplyState.RELAYED:  # signed before the transaction, off the loop when big
+            relay = await offload(len(entity), self._answer_relay, talk, member, entity, item)
         async with self._store.transaction() as db:
             reply_id = await Store.add_reply(
                 db, inbound_id=item.id, thread_id=thread.id, direction="answer", state=state,
@@ -230,7 +235,10 @@ class ReplyRelay(FollowsConfig):
             )
             if state is ReplyState.RELAYED:
                 await Store.set_answerer(db, thread.id, item.author)
-                await self._queue_answer(db, talk, member, entity, item, reply_id)
+                await Store.enqueue_message(
+                    db, kind="answer", source_key=f"answer-relay:{reply_id}", envelope_from="",
+                    recipients=[member.email], message=relay,
+                )
             else:
                 await self._tell_answerer(db, talk, item, state, reply_id)
             await Store.finish_inbound(db, item.id, InboundState.PROCESSED)
@@ -238,10 +246,10 @@ class ReplyRelay(FollowsConfig):
                  reply_id=reply_id, thread_id=thread.id, member_id=member.id,
                  bulletin_id=bulletin.id)
 
-    async def _queue_answer(
-        self, db: aiosqlite.Connection, talk: Conversation, member: Member, entity: bytes,
-        item: Inbound, reply_id: int,
-    ) -> None:
+    def _answer_relay(
+        self, talk: Conversation, member: Member, entity: bytes, item: Inbound
+    ) -> bytes:
+        """The signed relay of an answer's anonymised ``entity`` to the member."""
         answer_as = item.facts.get("answer_as", {})
         agency_id = answer_as.get("agency") if isinstance(answer_as, dict) else None
         agency = next((a for a in self._config.agencies if a.id == agency_id), None)
@@ -252,11 +260,7 @@ class ReplyRelay(FollowsConfig):
             from_local=f"{REPLY_PREFIX}+{talk.thread.member_token}", to=member.email,
             subject=subject, thread_id=talk.thread.id,
         )
-        message = self._writer.signer.sign_message(relay_message(entity, headers, self._domain))
-        await Store.enqueue_message(
-            db, kind="answer", source_key=f"answer-relay:{reply_id}", envelope_from="",
-            recipients=[member.email], message=message,
-        )
+        return self._writer.signer.sign_message(relay_message(entity, headers, self._domain))
 
     async def _tell_answerer(
         self, db: aiosqlite.Connection, talk: Conversation, item: Inbound, state: ReplyState,

@@ -18,6 +18,7 @@ from .config import Config, MailingList
 from .mailtext import best_text
 from .models import Submission
 from .notices import Notice, NoticeWriter, local_time
+from .offload import offload
 from .store import Store
 from .tokens import MODERATION_PREFIX, new_moderation_token, token_address, token_hash
 
@@ -75,8 +76,10 @@ async def hold_reply(
     if submission_id is None:
         return None
     held = await Store.submission_in(db, submission_id)
-    for notice in review_notices(config, lst, held, token, details, entity,
-                                 text="reply_review_request"):
+    # The entity may carry photos of megabytes: parsed in a worker thread when big.
+    requests = await offload(len(entity), review_notices, config, lst, held, token, details,
+                             entity, text="reply_review_request")
+    for notice in requests:
         await writer.queue(db, notice, kind="moderation_request",
                            source_key=f"reply-review:{submission_id}")
     return submission_id
@@ -87,7 +90,8 @@ def review_notices(
     entity: bytes, *, text: str,
 ) -> list[Notice]:
     """The request (or reminder) to each coordinator; ``details`` as stored with the reply:
-    ``pseudonym``, ``recipients`` and ``held_because``."""
+    ``pseudonym``, ``recipients`` and ``held_because``. CPU in proportion to ``entity``
+    (it is parsed): through ``offload``."""
     language = lst.language
     message = BytesParser(policy=policy.default).parsebytes(entity)
     fields: dict[str, object] = {

@@ -24,9 +24,11 @@ from aiosmtpd.smtp import SMTP, syntax
 
 from . import replies
 from .config import CurrentConfig, FollowsConfig
+from .header_block import header_block
 from .metrics import Metrics
-from .mime_limits import structure_refusal
+from .mime_limits import header_refusal, structure_refusal
 from .models import RouteKind
+from .offload import offload
 from .pipeline import Outcome, Session, Verdict, run_stages
 from .replies import SmtpReply
 from .router import Route, Router
@@ -218,19 +220,18 @@ class GatewayHandler(FollowsConfig):
             "peer": _peer(session), "size": len(raw),
         }
         try:
-            # Headers only: every session check reads headers (DKIM reads the raw bytes);
-            # parsing a MIME body here cost more CPU than all the checks together.
-            message = BytesParser(policy=policy.default).parsebytes(raw, headersonly=True)
-            assert isinstance(message, EmailMessage)
-            facts = Session(
-                mail_from=envelope.mail_from or "", rcpt_tos=list(envelope.rcpt_tos),
-                targets=_unique(r.target for r in routes), client_ip=_peer(session),
-                helo=session.host_name or "", raw=raw, message=message,
-            )
-            if too_complex := structure_refusal(raw):
-                # Refused before any stage: later parses of it would cost minutes or fail.
-                verdict = Verdict(Outcome.REJECT, replies.TOO_COMPLEX, too_complex)
+            # Read in a worker thread when the message is big: the scans and the parse
+            # cost time in proportion to it, and would stall every other session.
+            reading = await offload(len(raw), _read, raw)
+            if isinstance(reading, Verdict):
+                verdict = reading  # refused before any stage: later parses would cost minutes
             else:
+                head, message = reading
+                facts = Session(
+                    mail_from=envelope.mail_from or "", rcpt_tos=list(envelope.rcpt_tos),
+                    targets=_unique(r.target for r in routes), client_ip=_peer(session),
+                    helo=session.host_name or "", raw=raw, head=head, message=message,
+                )
                 async with asyncio.timeout(STAGES_TIMEOUT):
                     verdict = await run_stages(facts, self._stages.for_route(kind))
         except TimeoutError:
@@ -289,6 +290,21 @@ def make_smtp_factory(
         smtp.server_tls = tls
         return smtp
     return factory
+
+
+def _read(raw: bytes) -> Verdict | tuple[bytes, EmailMessage]:
+    """The header block and its parse, or the refusal of a message too big or too
+    complex to read further. Every session check reads headers (DKIM reads the raw
+    bytes), and only the header block is parsed: a parse of the body cost more CPU than
+    all the checks together."""
+    head = header_block(raw)
+    if too_big := header_refusal(head):
+        return Verdict(Outcome.REJECT, replies.HEADER_TOO_BIG, too_big)
+    if too_complex := structure_refusal(raw):
+        return Verdict(Outcome.REJECT, replies.TOO_COMPLEX, too_complex)
+    message = BytesParser(policy=policy.default).parsebytes(head, headersonly=True)
+    assert isinstance(message, EmailMessage)
+    return head, message
 
 
 def _peer(session: Any) -> str:

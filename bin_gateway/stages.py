@@ -17,7 +17,16 @@ from .config import CurrentConfig, FollowsConfig
 from .config.values import address_key
 from .errors import DnsTemporaryError
 from .models import MemberState, RouteKind
-from .pipeline import PROCEED, Outcome, Session, Stage, Verdict, discard, reject
+from .pipeline import (
+    PROCEED,
+    Outcome,
+    Session,
+    Stage,
+    Verdict,
+    discard,
+    reads_headers,
+    reject,
+)
 from .store import Store
 
 # Every mail the gateway sends carries X-Loop: <something>@<domain>; seeing one come
@@ -37,6 +46,9 @@ _AUTO_SUBJECT = re.compile(
 
 _MESSAGE_ID_LINE = re.compile(rb"^message-id[ \t]*:(.*(?:\r?\n[ \t].*)*)", re.I | re.M)
 _FOLD = re.compile(rb"\r?\n[ \t]+")
+
+# The checks below that read only headers are plain methods made stages by
+# ``reads_headers``: a big header block is read in a worker thread, off the event loop.
 
 
 class SessionStages(FollowsConfig):
@@ -83,7 +95,8 @@ class SessionStages(FollowsConfig):
             return (self.drop_loops,)
         return ()  # BOUNCE: anything a remote MTA says about our copy is worth reading
 
-    async def drop_loops(self, session: Session) -> Verdict:
+    @reads_headers
+    def drop_loops(self, session: Session) -> Verdict:
         for value in session.message.get_all(LOOP_HEADER, []):
             if str(value).strip().lower().endswith("@" + self._domain):
                 return discard(f"X-Loop {value!s} is ours")
@@ -92,7 +105,8 @@ class SessionStages(FollowsConfig):
                 return discard(f"List-Id {value!s} is ours")
         return PROCEED
 
-    async def drop_auto_replies(self, session: Session) -> Verdict:
+    @reads_headers
+    def drop_auto_replies(self, session: Session) -> Verdict:
         """Out-of-office and other robots: never answered, never counted as a decision."""
         message = session.message
         if session.mail_from in ("", "<>"):
@@ -111,7 +125,8 @@ class SessionStages(FollowsConfig):
             return discard("out-of-office subject")
         return PROCEED
 
-    async def read_author(self, session: Session) -> Verdict:
+    @reads_headers
+    def read_author(self, session: Session) -> Verdict:
         found = parse_author(session.raw, session.message)
         if isinstance(found, Refusal):
             return reject(replies.AMBIGUOUS_FROM, found.reason)

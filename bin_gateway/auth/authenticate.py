@@ -24,6 +24,8 @@ from bin_gateway.auth.dkim_verify import DkimResult, DkimTemporaryError, verify_
 from bin_gateway.auth.dns import Resolver
 from bin_gateway.auth.spf_check import SpfOutcome, check_spf
 from bin_gateway.errors import DnsTemporaryError
+from bin_gateway.header_block import header_block
+from bin_gateway.offload import offload
 
 __all__ = ["AuthResult", "Requirement", "authenticate", "read_authentication_results"]
 
@@ -62,7 +64,8 @@ async def authenticate(
         return AuthResult(False, "", author_domain, "author domain unusable")
     notes: list[str] = []
     if trusted_authserv_ids:
-        verdict = read_authentication_results(raw, domain, trusted_authserv_ids)
+        verdict = await offload(len(raw), read_authentication_results, raw, domain,
+                                trusted_authserv_ids)
         notes.append(verdict)
         if verdict.startswith("authres=pass"):
             return AuthResult(True, "authres", domain, verdict)
@@ -149,7 +152,7 @@ def read_authentication_results(raw: bytes, domain: str, trusted_ids: Sequence[s
     aligns with `domain`. Anything else gives a note starting "authres=" but not "=pass".
     """
     trusted = {t.strip().lower() for t in trusted_ids if t.strip()}
-    headers = BytesHeaderParser(policy=compat32).parsebytes(raw)
+    headers = BytesHeaderParser(policy=compat32).parsebytes(header_block(raw))
     for value in headers.get_all("Authentication-Results") or []:
         statements = _statements(str(value))
         if not statements or not statements[0] or statements[0][0].lower() not in trusted:

@@ -303,10 +303,15 @@ async def restart(world: World) -> World:
 
 def verify_with_zone(world: World, data: bytes) -> bool:
     """dkimpy's own verifier, fetching the key from the test DNS server."""
+    return verify_with_dns(world.dns, data)
+
+
+def verify_with_dns(server: DnsServer, data: bytes) -> bool:
+    """dkimpy's own verifier, fetching the key from ``server``."""
     def dnsfunc(name: bytes, timeout: int = 5) -> bytes:
         resolver = dns.resolver.Resolver(configure=False)
         resolver.nameservers = ["127.0.0.1"]
-        resolver.port = world.dns.port
+        resolver.port = server.port
         answer = resolver.resolve(name.decode().rstrip("."), "TXT")
         return b"".join(b"".join(r.strings) for r in answer)
 
