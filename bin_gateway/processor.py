@@ -31,6 +31,11 @@ log = structlog.get_logger("bin_gateway.processor")
 
 IDLE_POLL = 5.0
 BATCH = 20  # inbound rows taken at a time; also how many replies are handled at once
+# Bytes of mail in the replies handled side by side: each is parsed, rebuilt and signed
+# several times over in memory, so twenty of the largest size would take gigabytes.
+# Typical replies (5-20 KB) never reach it; with none running, the next is taken whatever
+# its size.
+IN_FLIGHT_BYTES = 32 * 1024 * 1024
 _SIDE_BY_SIDE = (RouteKind.REPLY, RouteKind.ANSWER)
 
 
@@ -74,19 +79,24 @@ class Processor(FollowsConfig):
         Member replies are independent of each other and mostly CPU in the worker process
         (anonymise, sign): up to ``BATCH`` run side by side, and the next starts as soon as
         one finishes (waiting for a whole batch left the worker idle while the slowest
-        reply of each batch finished). Everything else keeps arrival order, one at a
-        time (a decision after its held item).
+        reply of each batch finished), as long as they hold at most ``IN_FLIGHT_BYTES``
+        of mail together. Everything else keeps arrival order, one at a time (a decision
+        after its held item).
         """
         done = 0
         running: dict[int, asyncio.Task[None]] = {}
+        sizes: dict[int, int] = {}  # bytes of mail of each running reply
         try:
             while True:
                 room = BATCH - len(running)
-                batch = (await self._store.pending_inbound(limit=room, skip=running)
-                         if room else [])
+                budget = IN_FLIGHT_BYTES - sum(sizes.values())
+                batch = (await self._store.pending_inbound(
+                            limit=room, skip=running, max_bytes=budget)
+                         if room and budget > 0 else [])  # fmt: skip
                 for item in batch:
                     if item.route in _SIDE_BY_SIDE:
                         running[item.id] = asyncio.create_task(self._process_one(item))
+                        sizes[item.id] = len(item.raw)
                     else:
                         await self._process_one(item)
                         done += 1
@@ -98,6 +108,7 @@ class Processor(FollowsConfig):
                 finished, _ = await asyncio.wait(
                     running.values(), return_when=asyncio.FIRST_COMPLETED)
                 for item_id in [i for i, task in running.items() if task in finished]:
+                    sizes.pop(item_id)
                     running.pop(item_id).result()  # _process_one keeps its failures
                     done += 1
                 self._wake_outbox()

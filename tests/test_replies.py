@@ -16,8 +16,10 @@ import time
 from email.message import EmailMessage
 from email.utils import parseaddr
 
+import pytest
 import structlog
 
+from bin_gateway import processor
 from bin_gateway.models import ReplyState, SubmissionState
 from tests.support.dkim_keys import plain_message, sign
 from tests.support.reply_corpus import decoded_dump, leaks
@@ -460,5 +462,27 @@ async def test_more_replies_than_a_batch_are_each_relayed_once(make_world: MakeW
                   for r in world.messages_to(AGENCY)
                   if str(r["Subject"]).startswith("Reactie van Bewoner"))
     assert len(relays) >= 45 and seen == list(range(45))
+    rows = await world.store.read("SELECT count(*) FROM inbound WHERE state = 'received'")
+    assert rows[0][0] == 0
+
+
+async def test_replies_over_the_byte_budget_are_taken_one_at_a_time_and_all_relayed(
+    make_world: MakeWorld, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With a byte budget smaller than any reply (big replies: each alone is over it),
+    the processor still takes the oldest whenever none is running: all are relayed,
+    once, and none is left waiting."""
+    monkeypatch.setattr(processor, "IN_FLIGHT_BYTES", 1)
+    world = await make_world(noord_extra="replies_per_hour = 100")
+    addresses = await publish(world)
+    for n in range(6):
+        reply = member_reply(addresses[JAN], f"Waarneming nummer {n} bij de school.")
+        assert (await world.send(reply, addresses[JAN], mail_from=JAN)).accepted
+    await relays_to(world, AGENCY, 6)
+    await world.settle()
+    seen = sorted(int(re.search(r"nummer (\d+) bij", text_of(r)).group(1))  # type: ignore[union-attr]
+                  for r in world.messages_to(AGENCY)
+                  if str(r["Subject"]).startswith("Reactie van Bewoner"))
+    assert seen == list(range(6))
     rows = await world.store.read("SELECT count(*) FROM inbound WHERE state = 'received'")
     assert rows[0][0] == 0

@@ -59,13 +59,23 @@ class InboundQueries(StoreBase):
             return cursor.lastrowid
 
     async def pending_inbound(
-        self, limit: int = 20, skip: Collection[int] = ()
+        self, limit: int = 20, skip: Collection[int] = (), max_bytes: int | None = None
     ) -> list[Inbound]:
-        """The oldest received rows, leaving out ``skip`` (those being handled now)."""
+        """The oldest received rows, leaving out ``skip`` (those being handled now).
+
+        With ``max_bytes``, only the first rows that hold at most that many bytes of mail
+        together, though always the first row when ``skip`` is empty: a message larger
+        than the budget must still be handled. (``length()`` of a blob reads no content.)
+        """
         rows = await self.read(
-            "SELECT * FROM inbound WHERE state = ?"
-            " AND id NOT IN (SELECT value FROM json_each(?)) ORDER BY id LIMIT ?",
-            (InboundState.RECEIVED.value, json.dumps(list(skip)), limit),
+            "SELECT * FROM inbound WHERE id IN ("
+            " SELECT id FROM ("
+            "  SELECT id, size, sum(size) OVER (ORDER BY id) AS upto FROM ("
+            "   SELECT id, length(raw) AS size FROM inbound WHERE state = ?"
+            "   AND id NOT IN (SELECT value FROM json_each(?)) ORDER BY id LIMIT ?))"
+            " WHERE ? IS NULL OR upto <= ? OR (upto = size AND ?)) ORDER BY id",
+            (InboundState.RECEIVED.value, json.dumps(list(skip)), limit,
+             max_bytes, max_bytes, not skip),
         )
         return [_inbound(row) for row in rows]
 
