@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import structlog
 
+from tests.support.dns_server import DnsServer
+from tests.support.sink import Sink
 from tests.support.world import MakeWorld, World, start_world
 
 
@@ -33,6 +35,18 @@ async def make_world(tmp_path: Path) -> AsyncIterator[MakeWorld]:
 @pytest.fixture
 async def world(make_world: MakeWorld) -> World:
     return await make_world()
+
+
+@pytest.fixture
+async def neighbours() -> AsyncIterator[tuple[DnsServer, Sink]]:
+    """The test DNS server and a smarthost sink, for a gateway run as its own process."""
+    dns = DnsServer().start()
+    sink = await Sink.start()
+    try:
+        yield dns, sink
+    finally:
+        await sink.stop()
+        dns.stop()
 
 
 @pytest.fixture(autouse=True)

@@ -24,12 +24,10 @@ import signal
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiosmtplib
-import pytest
 
 from bin_gateway.config import load_config
 from bin_gateway.keys import dkim_txt_record
@@ -122,17 +120,6 @@ class Daemon(DaemonProcess):
 
     def _check_alive(self) -> None:
         self.check_alive()
-
-
-@pytest.fixture
-async def neighbours() -> AsyncIterator[tuple[DnsServer, Sink]]:
-    dns = DnsServer().start()
-    sink = await Sink.start()
-    try:
-        yield dns, sink
-    finally:
-        await sink.stop()
-        dns.stop()
 
 
 async def make_site(tmp: Path, dns: DnsServer, sink: Sink, member_count: int) -> Site:
@@ -273,7 +260,11 @@ async def test_second_sigterm_exits_at_once_without_waiting_for_the_drain(
         await client.mail(AGENCY)
         await client.rcpt(f"buurt-noord@{DOMAIN}")
         sending = asyncio.create_task(client.data(raw))
-        await asyncio.sleep(0.3)  # DATA is in, the DKIM lookup hangs
+        key = f"{SELECTOR}._domainkey.{AGENCY_DOMAIN}"
+        async with asyncio.timeout(20):
+            # DATA is in and its DKIM key lookup hangs (the DNS server has no event to await)
+            while not dns.zone.queried(key):  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
         assert daemon.process is not None
         os.kill(daemon.pid, signal.SIGTERM)
         await asyncio.sleep(0.3)

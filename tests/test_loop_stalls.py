@@ -21,13 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 from pathlib import Path
-
-import pytest
 
 from bin_gateway.keys import dkim_txt_record
 from tests.support.daemon import DaemonProcess
@@ -126,17 +123,6 @@ async def test_a_header_block_at_the_limit_is_read_off_the_event_loop(
     print(f"250 KB header block: slowest NOOP {watcher.slowest_noop * 1000:.0f} ms"
           f" ({watcher.noops} NOOPs)")
     assert watcher.slowest_noop < 0.4, watcher.slowest_noop
-
-
-@pytest.fixture
-async def neighbours() -> AsyncIterator[tuple[DnsServer, Sink]]:
-    dns = DnsServer().start()
-    sink = await Sink.start()
-    try:
-        yield dns, sink
-    finally:
-        await sink.stop()
-        dns.stop()
 
 
 async def test_a_big_message_forwarded_by_the_daemon_stalls_nobody(
