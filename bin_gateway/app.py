@@ -142,7 +142,8 @@ class Gateway:
         if self.http is not None:
             await self.http.stop()
         try:
-            await asyncio.wait_for(self.handler.drained(), DRAIN_SECONDS)
+            async with asyncio.timeout(DRAIN_SECONDS):
+                await self.handler.drained()
         except TimeoutError:
             log.warning("gateway.drain_timed_out", in_flight=self.handler.in_flight)
         for task in self._tasks:
@@ -203,7 +204,8 @@ async def serve(config: Config) -> None:
     try:
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(_either(stop, reload), tick)
+                async with asyncio.timeout(tick):
+                    await _either(stop, reload)
             if reload.is_set() and not stop.is_set():
                 reload.clear()
                 notify(reloading())

@@ -168,7 +168,8 @@ class HttpSide(FollowsConfig):
 
     async def _database_ok(self) -> str:
         try:
-            await asyncio.wait_for(self._store.read_one("SELECT 1"), 2.0)
+            async with asyncio.timeout(2.0):
+                await self._store.read_one("SELECT 1")
         except Exception as exc:  # reported, not raised: this is the health check
             return f"error: {type(exc).__name__}"
         return "ok"
@@ -178,8 +179,9 @@ class HttpSide(FollowsConfig):
         if delivery.mode is DeliveryMode.MAILDIR:
             return "ok" if delivery.maildir.parent.exists() else "maildir folder missing"
         try:
-            _, writer = await asyncio.wait_for(
-                asyncio.open_connection(delivery.smarthost.host, delivery.smarthost.port), 2.0)
+            async with asyncio.timeout(2.0):
+                _, writer = await asyncio.open_connection(
+                    delivery.smarthost.host, delivery.smarthost.port)
         except (OSError, TimeoutError) as exc:
             return f"smarthost unreachable: {type(exc).__name__}"
         writer.close()

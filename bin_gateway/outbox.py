@@ -10,7 +10,6 @@ skipped and only copies in flight at the crash can go out twice.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import re
 import time
@@ -30,6 +29,7 @@ from .store import STORE_ERRORS, DeliveryOutcome, Store
 from .store_retry import StoreBackoff
 from .tokens import BOUNCE_PREFIX, REPLY_PREFIX, token_address
 from .transport import SendResult, SendStatus, Transport
+from .waits import wait_until_set
 
 # A smarthost's reply often names the recipient ("550 5.1.1 <jan@...>: unknown"); the log
 # keeps the delivery id instead, so a member's address never reaches it (SPEC §8).
@@ -132,8 +132,7 @@ class Outbox(FollowsConfig):
     async def _idle(self) -> None:
         due = await self._store.next_due_at()
         wait = IDLE_POLL if due is None else min(IDLE_POLL, max(0.05, due - time.time()))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), wait)
+        await wait_until_set(self._wake, wait)
 
     async def _sender(self, queue: asyncio.Queue[Copy]) -> None:
         while True:
@@ -150,8 +149,7 @@ class Outbox(FollowsConfig):
     async def _flusher(self) -> None:
         backoff = StoreBackoff("outbox")
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._flush.wait(), FLUSH_EVERY)
+            await wait_until_set(self._flush, FLUSH_EVERY)
             self._flush.clear()
             started = time.monotonic()
             try:

@@ -8,7 +8,6 @@ steps leaves the row 'received', and the handlers are safe to repeat (UNIQUE key
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 
 import structlog
@@ -26,6 +25,7 @@ from .reply_pool import ReplyPool
 from .reply_relay import ReplyRelay
 from .store import STORE_ERRORS, Store
 from .store_retry import StoreBackoff
+from .waits import wait_until_set
 
 log = structlog.get_logger("bin_gateway.processor")
 
@@ -70,8 +70,7 @@ class Processor(FollowsConfig):
                 await backoff.failed(exc)  # the rows stay 'received': nothing is lost
                 continue
             backoff.succeeded()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), IDLE_POLL)
+            await wait_until_set(self._wake, IDLE_POLL)
 
     async def process_pending(self) -> int:
         """Handle received rows until none is left; returns how many.

@@ -26,6 +26,7 @@ import dns.resolver
 from bin_gateway.app import Gateway
 from bin_gateway.config import Config, load_config
 from bin_gateway.keys import dkim_txt_record, generate_key, write_private_key
+from bin_gateway.store import Store
 from tests.support.dkim_keys import DkimKey, ed25519_key, plain_message, publish, rsa_key, sign
 from tests.support.dns_server import DnsServer, Zone
 from tests.support.sink import Received, Sink
@@ -128,7 +129,7 @@ class World:
         return self.gateway.ports[0]
 
     @property
-    def store(self):
+    def store(self) -> Store:
         return self.gateway.services.store
 
     async def send(
