@@ -8,7 +8,7 @@ from email.message import EmailMessage
 
 import pytest
 
-from bin_gateway.auth.author import Author, Refusal, parse_author
+from bin_gateway.auth.author import Author, Refusal, _header_lines, parse_author
 
 POLICE = "wijkagent.noord@politie.example"
 TAIL = b"To: agency@buurtnet.example\r\nSubject: Melding\r\n\r\nTekst.\r\n"
@@ -179,3 +179,16 @@ def test_utf8_local_part_is_accepted() -> None:
     author = read("From: agënt@politie.example\r\n".encode())
     assert isinstance(author, Author)
     assert author.address == "agënt@politie.example"
+
+
+@pytest.mark.parametrize(("raw", "lines"), [
+    (b"From: a@x.nl\r\nTo: b@y.nl\r\n\r\nFrom: body@evil.nl\r\n", [b"From: a@x.nl", b"To: b@y.nl"]),
+    (b"From: a@x.nl\rTo: b@y.nl\n\nbody", [b"From: a@x.nl", b"To: b@y.nl"]),
+    (b"From: a@x.nl\r\n\r\n", [b"From: a@x.nl"]),
+    (b"From: a@x.nl\r\n From: folded", [b"From: a@x.nl", b" From: folded"]),  # no body
+    (b"\r\nFrom: a@x.nl\r\n", []),  # an empty first line: no headers at all
+])
+def test_the_raw_header_lines_end_at_the_first_empty_line(raw: bytes, lines: list[bytes]) -> None:
+    """Lines end at CRLF, CR or LF as Python's parser reads them; the body (a From line in
+    it included) is never read."""
+    assert _header_lines(raw) == lines
